@@ -1,0 +1,334 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Entry types. Every entry stored in an inbox has one.
+const (
+	TypeMsg     = "msg"     // a chat message; its Data is the body object
+	TypeReceipt = "receipt" // delivered or read receipt
+	TypeError   = "error"   // a refused publish, reported to a 3.1.1 client
+	TypeTyping  = "typing"  // live only: never stored, no seq
+	TypeRead    = "read"    // a read marker published by a client
+)
+
+// MaxCidLen is the longest client-chosen message id.
+const MaxCidLen = 64
+
+// Entry is what the server delivers to an inbox's subscribers: a message or an
+// event, stamped by the server. Its JSON form is
+//
+//	{"id":"…","inbox":"u/bob","seq":42,"from":"alice","to":"bob","ts":1764250000123,
+//	 "type":"msg","cid":"c-1","body":{…}}
+//
+// For type "msg" Data is the body object, encoded under "body". For every other
+// type Data is an object whose members are the type's own fields, encoded at the
+// top level next to the header (for a receipt: "status", "ids", "by").
+type Entry struct {
+	ID    string          // server-assigned message id (UUID); shared by the copies of one message
+	Inbox string          // the inbox topic this copy is stored in
+	Seq   int64           // gapless position in Inbox, from 1; 0 for live-only entries
+	From  string          // sender user id, set by the server
+	To    string          // recipient: a user id for u/ inboxes, a group id for g/
+	TS    int64           // server time, Unix milliseconds
+	Type  string          // TypeMsg, TypeReceipt, …
+	Cid   string          // the sender's own id of the message, if it gave one
+	Data  json.RawMessage // see the type comment
+}
+
+// AppendJSON appends the entry's JSON form to b. The header fields come first
+// and in a fixed order, which PeekHeader relies on.
+func (e *Entry) AppendJSON(b []byte) []byte {
+	b = append(b, `{"id":`...)
+	b = appendString(b, e.ID)
+	b = append(b, `,"inbox":`...)
+	b = appendString(b, e.Inbox)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, `,"from":`...)
+	b = appendString(b, e.From)
+	b = append(b, `,"to":`...)
+	b = appendString(b, e.To)
+	b = append(b, `,"ts":`...)
+	b = strconv.AppendInt(b, e.TS, 10)
+	b = append(b, `,"type":`...)
+	b = appendString(b, e.Type)
+	if e.Cid != "" {
+		b = append(b, `,"cid":`...)
+		b = appendString(b, e.Cid)
+	}
+	data := bytes.TrimSpace(e.Data)
+	if e.Type == TypeMsg {
+		if len(data) == 0 {
+			data = []byte("{}")
+		}
+		b = append(b, `,"body":`...)
+		b = append(b, data...)
+	} else if len(data) > 2 && data[0] == '{' {
+		inner := bytes.TrimSpace(data[1 : len(data)-1])
+		if len(inner) > 0 {
+			b = append(b, ',')
+			b = append(b, inner...)
+		}
+	}
+	return append(b, '}')
+}
+
+// MarshalJSON implements json.Marshaler.
+func (e Entry) MarshalJSON() ([]byte, error) { return e.AppendJSON(nil), nil }
+
+// Header is the part of an entry that the server reads back from a payload it
+// produced itself, cheaply, when a subscriber acknowledges it.
+type Header struct {
+	ID    string
+	Inbox string
+	Seq   int64
+	From  string
+	To    string
+	Type  string
+}
+
+// PeekHeader reads the header of a payload written by Entry.AppendJSON without
+// decoding the rest. ok is false for any other payload.
+func PeekHeader(p []byte) (h Header, ok bool) {
+	r := peeker{b: p}
+	if !r.lit(`{"id":`) {
+		return h, false
+	}
+	h.ID, ok = r.str()
+	if !ok || !r.lit(`,"inbox":`) {
+		return h, false
+	}
+	if h.Inbox, ok = r.str(); !ok || !r.lit(`,"seq":`) {
+		return h, false
+	}
+	if h.Seq, ok = r.int(); !ok || !r.lit(`,"from":`) {
+		return h, false
+	}
+	if h.From, ok = r.str(); !ok || !r.lit(`,"to":`) {
+		return h, false
+	}
+	if h.To, ok = r.str(); !ok || !r.lit(`,"ts":`) {
+		return h, false
+	}
+	if _, ok = r.int(); !ok || !r.lit(`,"type":`) {
+		return h, false
+	}
+	if h.Type, ok = r.str(); !ok {
+		return h, false
+	}
+	return h, true
+}
+
+type peeker struct {
+	b []byte
+	i int
+}
+
+func (r *peeker) lit(s string) bool {
+	if len(r.b)-r.i < len(s) || string(r.b[r.i:r.i+len(s)]) != s {
+		return false
+	}
+	r.i += len(s)
+	return true
+}
+
+// str reads a JSON string without escapes (all header strings are ids, topics
+// and type names, which never need escaping).
+func (r *peeker) str() (string, bool) {
+	if r.i >= len(r.b) || r.b[r.i] != '"' {
+		return "", false
+	}
+	j := bytes.IndexByte(r.b[r.i+1:], '"')
+	if j < 0 {
+		return "", false
+	}
+	s := r.b[r.i+1 : r.i+1+j]
+	if bytes.IndexByte(s, '\\') >= 0 {
+		return "", false
+	}
+	r.i += j + 2
+	return string(s), true
+}
+
+func (r *peeker) int() (int64, bool) {
+	j := r.i
+	if j < len(r.b) && r.b[j] == '-' {
+		j++
+	}
+	for j < len(r.b) && r.b[j] >= '0' && r.b[j] <= '9' {
+		j++
+	}
+	n, err := strconv.ParseInt(string(r.b[r.i:j]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	r.i = j
+	return n, true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Submission is what a client publishes into an inbox, parsed and checked.
+type Submission struct {
+	Type  string          // TypeMsg (the default), TypeTyping or TypeRead
+	Cid   string          // optional client id of the message, for idempotent retries
+	Body  json.RawMessage // TypeMsg: the body object, compact
+	Inbox string          // TypeRead: the inbox being marked (defaults to the topic)
+	Seq   int64           // TypeRead: the highest seq read
+}
+
+// ParseSubmission parses a client's payload. A payload that is not a JSON
+// object is taken as plain text: its body becomes {"text": payload}, so
+// `mosquitto_pub -m hello` sends a message. A JSON object must have the
+// documented shape, or the result is an *Error with CodeBadPayload.
+func ParseSubmission(p []byte) (Submission, error) {
+	if !utf8.Valid(p) {
+		return Submission{}, newError(CodeBadPayload, "payload is not UTF-8")
+	}
+	trimmed := bytes.TrimSpace(p)
+	if len(trimmed) == 0 {
+		return Submission{}, newError(CodeBadPayload, "empty payload")
+	}
+	if trimmed[0] != '{' || !json.Valid(trimmed) {
+		return Submission{Type: TypeMsg, Body: TextBody(string(p))}, nil
+	}
+	var raw struct {
+		Type  *string         `json:"type"`
+		Cid   *string         `json:"cid"`
+		Body  json.RawMessage `json:"body"`
+		Inbox *string         `json:"inbox"`
+		Seq   *int64          `json:"seq"`
+	}
+	if err := json.Unmarshal(trimmed, &raw); err != nil {
+		return Submission{}, newError(CodeBadPayload, "fields of the wrong type")
+	}
+	s := Submission{Type: TypeMsg}
+	if raw.Type != nil {
+		s.Type = *raw.Type
+	}
+	if raw.Cid != nil {
+		if len(*raw.Cid) == 0 || len(*raw.Cid) > MaxCidLen {
+			return Submission{}, newError(CodeBadPayload, "cid must be 1 to 64 characters")
+		}
+		s.Cid = *raw.Cid
+	}
+	switch s.Type {
+	case TypeMsg:
+		body := bytes.TrimSpace(raw.Body)
+		if len(body) == 0 || body[0] != '{' {
+			return Submission{}, newError(CodeBadPayload, "body must be a JSON object")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, body); err != nil {
+			return Submission{}, newError(CodeBadPayload, "body is not valid JSON")
+		}
+		s.Body = buf.Bytes()
+	case TypeTyping:
+	case TypeRead:
+		if raw.Seq == nil || *raw.Seq < 0 {
+			return Submission{}, newError(CodeBadPayload, "read needs a seq of 0 or more")
+		}
+		s.Seq = *raw.Seq
+		if raw.Inbox != nil {
+			s.Inbox = *raw.Inbox
+		}
+	default:
+		return Submission{}, newError(CodeBadPayload, "unknown type")
+	}
+	return s, nil
+}
+
+// TextBody returns the body {"text": text}.
+func TextBody(text string) json.RawMessage {
+	b := append([]byte(`{"text":`), appendString(nil, text)...)
+	return append(b, '}')
+}
+
+// ErrorData returns the Data of an error entry reporting a refused publish to
+// an MQTT 3.1.1 client: {"code":135,"reason":"not authorized"}, plus the
+// topic it was published to.
+func ErrorData(code Code, reason, topic string) json.RawMessage {
+	b := []byte(`{"code":`)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, `,"reason":`...)
+	b = appendString(b, reason)
+	if topic != "" {
+		b = append(b, `,"topic":`...)
+		b = appendString(b, topic)
+	}
+	return append(b, '}')
+}
+
+// ReceiptData returns the Data of a receipt entry.
+func ReceiptData(status, by, inbox string, ids []string) json.RawMessage {
+	b := []byte(`{"status":`)
+	b = appendString(b, status)
+	b = append(b, `,"by":`...)
+	b = appendString(b, by)
+	if inbox != "" {
+		b = append(b, `,"for":`...)
+		b = appendString(b, inbox)
+	}
+	b = append(b, `,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, id)
+	}
+	return append(b, "]}"...)
+}

@@ -1,0 +1,358 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+)
+
+type appendReq struct {
+	ctx context.Context
+	m   storage.Message
+
+	// results, set by the writer before done is closed
+	entries []protocol.Entry
+	dup     bool
+	err     error
+	done    chan struct{}
+}
+
+// writer owns one shard of inboxes (by the hash of a message's first inbox)
+// and commits the appends queued to it in batches.
+type writer struct {
+	s  *Store
+	in chan *appendReq
+}
+
+var shardSeed = maphash.MakeSeed()
+
+// Append stores a message in its inboxes; see storage.Messages.
+func (s *Store) Append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error) {
+	if len(m.Inboxes) == 0 {
+		return nil, false, errors.New("append: no inboxes")
+	}
+	req := &appendReq{ctx: ctx, m: m, done: make(chan struct{})}
+	w := s.writers[maphash.String(shardSeed, m.Inboxes[0])%uint64(len(s.writers))]
+	// The read lock keeps Close from stopping the writers between the check
+	// and the send.
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return nil, false, fmt.Errorf("append: %w", storage.ErrClosed)
+	}
+	select {
+	case w.in <- req:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return nil, false, fmt.Errorf("append: %w: %w", storage.ErrUnavailable, ctx.Err())
+	}
+	// Once queued, the request is always answered: the writer drains its
+	// queue before it stops.
+	<-req.done
+	return req.entries, req.dup, req.err
+}
+
+func (w *writer) run() {
+	batch := make([]*appendReq, 0, w.s.cfg.MaxBatch)
+	for {
+		var first *appendReq
+		select {
+		case first = <-w.in:
+		case <-w.s.quit:
+			// Answer whatever is still queued, then stop.
+			for {
+				select {
+				case r := <-w.in:
+					batch = append(batch[:0], r)
+					w.commit(batch)
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < w.s.cfg.MaxBatch {
+			select {
+			case r := <-w.in:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// commit stores a batch in one transaction and answers every request in it.
+func (w *writer) commit(batch []*appendReq) {
+	start := time.Now()
+	live := make([]*appendReq, 0, len(batch))
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			w.answer(r, nil, false, fmt.Errorf("append: %w: %w", storage.ErrUnavailable, err))
+			continue
+		}
+		live = append(live, r)
+	}
+	var err error
+	for attempt := 0; len(live) > 0; attempt++ {
+		live, err = w.tryCommit(live)
+		if err == nil || attempt >= 4 || !retryable(err) {
+			break
+		}
+	}
+	if len(live) > 0 {
+		err = fmt.Errorf("append: %w", classify(err))
+		for _, r := range live {
+			w.answer(r, nil, false, err)
+		}
+	}
+	if f := w.s.cfg.OnBatch; f != nil {
+		f(len(batch), time.Since(start), err)
+	}
+}
+
+func (w *writer) answer(r *appendReq, es []protocol.Entry, dup bool, err error) {
+	r.entries, r.dup, r.err = es, dup, err
+	close(r.done)
+}
+
+// retryable reports errors after which the same batch may simply run again:
+// a deadlock, a serialization failure, or a concurrent insert of the same
+// idempotency key (the retry then finds it stored).
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "40P01", "40001", "23505":
+			return true
+		}
+	}
+	return false
+}
+
+type dedupKey struct{ sender, cid string }
+
+// tryCommit runs one transaction for reqs. It answers the requests it settles
+// and returns those still unanswered with the error that stopped it; on
+// success it returns none.
+func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.OpTimeout)
+	defer cancel()
+
+	tx, err := w.s.pool.Begin(ctx)
+	if err != nil {
+		return reqs, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+
+	// 1. Idempotency: which (sender, cid) pairs are stored already, and which
+	// repeat inside this batch.
+	var senders, cids []string
+	first := map[dedupKey]*appendReq{}
+	followers := map[*appendReq]*appendReq{}
+	for _, r := range reqs {
+		if r.m.Cid == "" {
+			continue
+		}
+		k := dedupKey{r.m.From, r.m.Cid}
+		if f, ok := first[k]; ok {
+			followers[r] = f
+			continue
+		}
+		first[k] = r
+		senders, cids = append(senders, k.sender), append(cids, k.cid)
+	}
+	stored := map[dedupKey]string{} // key -> message id stored earlier
+	if len(senders) > 0 {
+		rows, err := tx.Query(ctx, `SELECT d.sender, d.cid, d.id::text FROM dedup d
+			JOIN unnest($1::text[], $2::text[]) AS k(sender, cid) ON d.sender = k.sender AND d.cid = k.cid`, senders, cids)
+		if err != nil {
+			return reqs, err
+		}
+		for rows.Next() {
+			var k dedupKey
+			var id string
+			if err := rows.Scan(&k.sender, &k.cid, &id); err != nil {
+				rows.Close()
+				return reqs, err
+			}
+			stored[k] = id
+		}
+		if err := rows.Err(); err != nil {
+			return reqs, err
+		}
+	}
+
+	// 2. The requests that store something new, and the inboxes they touch.
+	var fresh []*appendReq
+	counts := map[string]int64{}
+	for _, r := range reqs {
+		if _, ok := followers[r]; ok {
+			continue
+		}
+		if r.m.Cid != "" {
+			if _, ok := stored[dedupKey{r.m.From, r.m.Cid}]; ok {
+				continue
+			}
+		}
+		fresh = append(fresh, r)
+		for _, in := range r.m.Inboxes {
+			counts[in]++
+		}
+	}
+
+	// 3. Lock the counters in sorted order (no deadlock between writers) and
+	// read them. Inboxes that do not exist fail their requests.
+	next := map[string]int64{}
+	var missing map[string]bool
+	if len(counts) > 0 {
+		ids := make([]string, 0, len(counts))
+		for id := range counts {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		rows, err := tx.Query(ctx, "SELECT id, last_seq FROM inboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
+		if err != nil {
+			return reqs, err
+		}
+		for rows.Next() {
+			var id string
+			var last int64
+			if err := rows.Scan(&id, &last); err != nil {
+				rows.Close()
+				return reqs, err
+			}
+			next[id] = last
+		}
+		if err := rows.Err(); err != nil {
+			return reqs, err
+		}
+		if len(next) < len(ids) {
+			missing = map[string]bool{}
+			for _, id := range ids {
+				if _, ok := next[id]; !ok {
+					missing[id] = true
+				}
+			}
+		}
+	}
+
+	// 4. Number the new entries and write them with the counters.
+	n := 0
+	for _, r := range fresh {
+		n += len(r.m.Inboxes)
+	}
+	var (
+		eInbox, eID, eSender, eTo, eKind, eCid []string
+		eSeq, eTS                              []int64
+		eData                                  [][]byte
+		dSender, dCid, dID                     []string
+	)
+	eInbox, eID, eSender, eTo = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+	eKind, eCid, eSeq, eTS, eData = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
+	results := make(map[*appendReq][]protocol.Entry, len(fresh))
+	var failed []*appendReq
+	for _, r := range fresh {
+		ok := true
+		for _, in := range r.m.Inboxes {
+			if missing[in] {
+				ok = false
+			}
+		}
+		if !ok {
+			failed = append(failed, r)
+			continue
+		}
+		es := make([]protocol.Entry, len(r.m.Inboxes))
+		for i, in := range r.m.Inboxes {
+			next[in]++
+			es[i] = protocol.Entry{ID: r.m.ID, Inbox: in, Seq: next[in], From: r.m.From, To: r.m.To,
+				TS: r.m.TS, Type: r.m.Type, Cid: r.m.Cid, Data: r.m.Data}
+			eInbox, eSeq, eID, eSender = append(eInbox, in), append(eSeq, next[in]), append(eID, r.m.ID), append(eSender, r.m.From)
+			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, r.m.Data)
+		}
+		results[r] = es
+		if r.m.Cid != "" {
+			dSender, dCid, dID = append(dSender, r.m.From), append(dCid, r.m.Cid), append(dID, r.m.ID)
+		}
+	}
+	if len(eInbox) > 0 {
+		var b pgx.Batch
+		ids, seqs := make([]string, 0, len(next)), make([]int64, 0, len(next))
+		for id, seq := range next {
+			if !missing[id] {
+				ids, seqs = append(ids, id), append(seqs, seq)
+			}
+		}
+		b.Queue(`UPDATE inboxes SET last_seq = d.seq FROM unnest($1::text[], $2::bigint[]) AS d(id, seq) WHERE inboxes.id = d.id`, ids, seqs)
+		b.Queue(`INSERT INTO entries (inbox, seq, id, sender, recipient, ts, kind, cid, data)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bytea[])`,
+			eInbox, eSeq, eID, eSender, eTo, eTS, eKind, eCid, eData)
+		if len(dSender) > 0 {
+			b.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
+		}
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return reqs, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return reqs, err
+	}
+
+	// 5. Answer: new entries, inboxes that do not exist, and duplicates (read
+	// back after the commit; the first copy may have come in this batch).
+	for r, es := range results {
+		w.answer(r, es, false, nil)
+	}
+	for _, r := range failed {
+		w.answer(r, nil, false, fmt.Errorf("append: inbox: %w", storage.ErrNotFound))
+	}
+	for _, r := range reqs {
+		if _, ok := results[r]; ok || slices.Contains(failed, r) {
+			continue
+		}
+		var id string
+		if f, ok := followers[r]; ok {
+			if es, ok := results[f]; ok {
+				w.answer(r, es, true, nil)
+				continue
+			}
+			id = stored[dedupKey{f.m.From, f.m.Cid}]
+		} else {
+			id = stored[dedupKey{r.m.From, r.m.Cid}]
+		}
+		if id == "" { // the first of the pair failed: so does its repeat
+			w.answer(r, nil, false, fmt.Errorf("append: inbox: %w", storage.ErrNotFound))
+			continue
+		}
+		es, err := w.s.entriesByID(ctx, id)
+		if err != nil {
+			w.answer(r, nil, false, fmt.Errorf("append: read duplicate: %w", classify(err)))
+			continue
+		}
+		w.answer(r, es, true, nil)
+	}
+	return nil, nil
+}
+
+// entriesByID returns the stored copies of one message, the recipient's
+// (the copy whose inbox is not the sender's own) first.
+func (s *Store) entriesByID(ctx context.Context, id string) ([]protocol.Entry, error) {
+	rows, err := s.pool.Query(ctx, "SELECT "+entryColumns+" FROM entries WHERE id = $1 ORDER BY (inbox = 'u/' || sender), inbox", id)
+	if err != nil {
+		return nil, err
+	}
+	return scanEntries(rows)
+}

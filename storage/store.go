@@ -1,0 +1,117 @@
+// Package storage defines what Parley keeps durably: users and their tokens,
+// inboxes of stamped entries with gapless sequence numbers, and per-device
+// delivery cursors. The Store interface is the seam between the MQTT hooks and
+// HTTP API above and the implementations below it (storage/postgres, and the
+// embedded store); storetest holds the contract suite every implementation
+// must pass.
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/parleychat/parley/protocol"
+)
+
+// Errors returned by every Store implementation. Implementations wrap their
+// driver's errors so that callers can test for these with errors.Is.
+var (
+	// ErrNotFound: the user, token or inbox does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrExists: a user with that id already exists.
+	ErrExists = errors.New("already exists")
+	// ErrUnavailable: the database could not be reached or failed; the
+	// operation may be retried later. Nothing was stored.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrClosed: the store has been closed.
+	ErrClosed = errors.New("store closed")
+)
+
+// Store is everything Parley needs from durable storage. It is wide on
+// purpose: it is the one seam between Parley and its databases, and the
+// contract suite in storetest pins down its behaviour for every implementation.
+type Store interface {
+	Users
+	Messages
+	Cursors
+	// Ping reports whether the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store. Pending appends are finished first.
+	Close() error
+}
+
+// User is a registered account.
+type User struct {
+	ID           string
+	Name         string
+	PasswordHash string // encoded hash (bcrypt)
+	CreatedAt    time.Time
+}
+
+// Users stores accounts and their access tokens.
+type Users interface {
+	// CreateUser stores a new user and creates its inbox. It returns ErrExists
+	// when the id is taken.
+	CreateUser(ctx context.Context, u User) error
+	// GetUser returns ErrNotFound for an unknown id.
+	GetUser(ctx context.Context, id string) (User, error)
+	// CreateToken stores an access token, identified by the hash of its secret.
+	CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error
+	// TokenUser returns the user of an unexpired token, or ErrNotFound.
+	TokenUser(ctx context.Context, hash []byte, now time.Time) (string, error)
+	// DeleteToken revokes a token. Deleting an unknown token is not an error.
+	DeleteToken(ctx context.Context, hash []byte) error
+}
+
+// Message is a message or event to append to one or more inboxes in one
+// atomic step: each copy gets the next sequence number of its inbox.
+type Message struct {
+	ID      string   // message id (UUID), the same in every copy
+	From    string   // sender user id
+	To      string   // recipient user or group id
+	TS      int64    // Unix milliseconds
+	Type    string   // protocol.TypeMsg, TypeReceipt, TypeError, …
+	Cid     string   // the sender's id for idempotent retries; "" for none
+	Data    []byte   // see protocol.Entry.Data
+	Inboxes []string // where to store a copy, e.g. {"u/bob", "u/alice"}
+}
+
+// Messages stores inboxes of entries.
+type Messages interface {
+	// Append stores one copy of m in each of m.Inboxes in one transaction and
+	// returns the stored entries, in the order of m.Inboxes. The sequence
+	// numbers of an inbox are gapless: 1, 2, 3, …
+	//
+	// When m.Cid is set and the sender already stored a message with that cid,
+	// nothing new is stored: Append returns the entries stored the first time
+	// and dup is true.
+	//
+	// Append returns ErrNotFound when one of the inboxes does not exist (and
+	// stores nothing), ErrUnavailable when the database failed (and stored
+	// nothing). It returns only once the entries are durable.
+	Append(ctx context.Context, m Message) (entries []protocol.Entry, dup bool, err error)
+	// Read returns up to limit entries of inbox with seq > after, in seq order.
+	Read(ctx context.Context, inbox string, after int64, limit int) ([]protocol.Entry, error)
+	// ReadBefore returns up to limit entries of inbox with seq < before, in seq
+	// order (the newest ones just below before).
+	ReadBefore(ctx context.Context, inbox string, before int64, limit int) ([]protocol.Entry, error)
+	// LastSeq returns the seq of the newest entry of inbox (0 when it is empty),
+	// or ErrNotFound when the inbox does not exist.
+	LastSeq(ctx context.Context, inbox string) (int64, error)
+}
+
+// Cursor is how far one device (an MQTT client id) has acknowledged an inbox.
+type Cursor struct {
+	ClientID string
+	Inbox    string
+	Seq      int64
+}
+
+// Cursors stores delivery cursors of devices with persistent sessions.
+type Cursors interface {
+	// GetCursor returns ErrNotFound when the device has no cursor for inbox.
+	GetCursor(ctx context.Context, clientID, inbox string) (int64, error)
+	// SaveCursors stores cursors; a cursor never moves backwards.
+	SaveCursors(ctx context.Context, cs []Cursor) error
+}

@@ -77,13 +77,18 @@ type Message struct {
 	Inboxes []string // where to store a copy, e.g. {"u/bob", "u/alice"}
 }
 
+// Idempotent reports whether m is deduplicated on (From, Cid).
+func (m *Message) Idempotent() bool { return m.Cid != "" && m.Type == protocol.TypeMsg }
+
 // Messages stores inboxes of entries.
 type Messages interface {
 	// Append stores one copy of m in each of m.Inboxes in one transaction and
 	// returns the stored entries, in the order of m.Inboxes. The sequence
 	// numbers of an inbox are gapless: 1, 2, 3, …
 	//
-	// When m.Cid is set and the sender already stored a message with that cid,
+	// When m.Cid is set on a message of type protocol.TypeMsg (other types
+	// carry a cid only as a reference) and the sender already stored a
+	// message with that cid,
 	// nothing new is stored: Append returns the entries stored the first time
 	// and dup is true.
 	//

@@ -163,7 +163,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	first := map[dedupKey]*appendReq{}
 	followers := map[*appendReq]*appendReq{}
 	for _, r := range reqs {
-		if r.m.Cid == "" {
+		if !r.m.Idempotent() {
 			continue
 		}
 		k := dedupKey{r.m.From, r.m.Cid}
@@ -202,7 +202,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 		if _, ok := followers[r]; ok {
 			continue
 		}
-		if r.m.Cid != "" {
+		if r.m.Idempotent() {
 			if _, ok := stored[dedupKey{r.m.From, r.m.Cid}]; ok {
 				continue
 			}
@@ -284,7 +284,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, r.m.Data)
 		}
 		results[r] = es
-		if r.m.Cid != "" {
+		if r.m.Idempotent() {
 			dSender, dCid, dID = append(dSender, r.m.From), append(dCid, r.m.Cid), append(dID, r.m.ID)
 		}
 	}

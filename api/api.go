@@ -1,0 +1,389 @@
+// Package api is Parley's HTTP JSON API: accounts and tokens, message
+// history, administrators' bulk provisioning, and the health, readiness and
+// metrics endpoints. docs/protocol.md documents every route.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+)
+
+// Accounts is what the API needs from auth.Service.
+type Accounts interface {
+	Register(ctx context.Context, id, password, name string) (string, error)
+	Login(ctx context.Context, id, password string) (string, error)
+	IssueToken(ctx context.Context, id string) (string, error)
+	TokenUser(ctx context.Context, token string) (string, error)
+	Revoke(ctx context.Context, token string) error
+	CheckAdmin(id, password string) bool
+	IsAdmin(id string) bool
+	OpenRegistration() bool
+}
+
+// Store is what the API reads directly from storage.
+type Store interface {
+	GetUser(ctx context.Context, id string) (storage.User, error)
+	Read(ctx context.Context, inbox string, after int64, limit int) ([]protocol.Entry, error)
+	ReadBefore(ctx context.Context, inbox string, before int64, limit int) ([]protocol.Entry, error)
+	LastSeq(ctx context.Context, inbox string) (int64, error)
+	Ping(ctx context.Context) error
+}
+
+// Config configures the API.
+type Config struct {
+	// Metrics serves /metrics. Optional.
+	Metrics http.Handler
+	// Ready adds checks to /readyz beyond the store's Ping. Optional.
+	Ready func(ctx context.Context) error
+	// Static serves everything not under /v1 (the web app). Optional.
+	Static http.Handler
+	// Timeout bounds each request's store work. Default 10s.
+	Timeout time.Duration
+}
+
+// API is the HTTP handler.
+type API struct {
+	cfg      Config
+	accounts Accounts
+	store    Store
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// New returns the API handler.
+func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	a := &API{cfg: cfg, accounts: accounts, store: store, log: log, mux: http.NewServeMux()}
+	a.mux.HandleFunc("POST /v1/users", a.createUser)
+	a.mux.HandleFunc("POST /v1/tokens", a.createToken)
+	a.mux.HandleFunc("DELETE /v1/tokens/current", a.authed(a.deleteToken))
+	a.mux.HandleFunc("GET /v1/me", a.authed(a.me))
+	a.mux.HandleFunc("GET /v1/users/{id}", a.authed(a.getUser))
+	a.mux.HandleFunc("GET /v1/messages", a.authed(a.messages))
+	a.mux.HandleFunc("POST /v1/admin/users", a.admin(a.bulkUsers))
+	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	a.mux.HandleFunc("GET /readyz", a.readyz)
+	if cfg.Metrics != nil {
+		a.mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	a.mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) { writeError(w, 404, "no such endpoint") })
+	if cfg.Static != nil {
+		a.mux.Handle("/", cfg.Static)
+	}
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	a.mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// fail answers a store or account error, hiding internals from the client.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, auth.ErrBadCredentials):
+		writeError(w, http.StatusUnauthorized, "bad credentials")
+	case errors.Is(err, auth.ErrExists):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, auth.ErrInvalidID), errors.Is(err, auth.ErrWeakPassword), errors.Is(err, auth.ErrInvalidName):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, auth.ErrRegistrationClosed):
+		writeError(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, storage.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, "store unavailable, try again")
+	default:
+		a.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+type userKey struct{}
+
+// authed requires a bearer token.
+func (a *API) authed(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), a.cfg.Timeout)
+		defer cancel()
+		user, err := a.accounts.TokenUser(ctx, token)
+		if err != nil {
+			if errors.Is(err, auth.ErrBadCredentials) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="parley", error="invalid_token"`)
+			}
+			a.fail(w, r, err)
+			return
+		}
+		next(w, r.WithContext(ctx), user)
+	}
+}
+
+// admin requires HTTP Basic credentials of an administrator.
+func (a *API) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, pw, ok := r.BasicAuth()
+		if !ok || !a.accounts.CheckAdmin(id, pw) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="parley admin"`)
+			writeError(w, http.StatusUnauthorized, "administrator credentials required")
+			return
+		}
+		next(w, r)
+	}
+}
+
+type userBody struct {
+	ID       string `json:"id"`
+	Password string `json:"password"`
+	Name     string `json:"name,omitempty"`
+}
+
+func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
+	if !a.accounts.OpenRegistration() {
+		id, pw, ok := r.BasicAuth()
+		if !ok || !a.accounts.CheckAdmin(id, pw) {
+			a.fail(w, r, auth.ErrRegistrationClosed)
+			return
+		}
+	}
+	var b userBody
+	if !decode(w, r, &b) {
+		return
+	}
+	token, err := a.accounts.Register(r.Context(), b.ID, b.Password, b.Name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	name := b.Name
+	if name == "" {
+		name = b.ID
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"id": b.ID, "name": name, "token": token})
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
+	var b userBody
+	if !decode(w, r, &b) {
+		return
+	}
+	token, err := a.accounts.Login(r.Context(), b.ID, b.Password)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"token": token})
+}
+
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request, _ string) {
+	token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := a.accounts.Revoke(r.Context(), token); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type userView struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func (a *API) me(w http.ResponseWriter, r *http.Request, user string) {
+	a.writeUser(w, r, user)
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request, _ string) {
+	a.writeUser(w, r, r.PathValue("id"))
+}
+
+func (a *API) writeUser(w http.ResponseWriter, r *http.Request, id string) {
+	u, err := a.store.GetUser(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, userView{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt})
+}
+
+// messages pages through an inbox the caller owns:
+// ?inbox=u/bob&after=41&limit=100 (oldest first after a seq),
+// ?before=42 (the page just below a seq), or neither (the newest page).
+// "more" says whether entries exist beyond the page in the paging direction.
+func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
+	q := r.URL.Query()
+	inbox := q.Get("inbox")
+	if inbox == "" {
+		inbox = protocol.UserInbox(user)
+	}
+	t, ok := protocol.ParseTopic(inbox)
+	if !ok || t.Kind != protocol.KindUser {
+		writeError(w, http.StatusBadRequest, "inbox must be u/{user}")
+		return
+	}
+	if t.ID != user {
+		writeError(w, http.StatusForbidden, "only the owner may read an inbox")
+		return
+	}
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "limit must be 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	num := func(name string) (int64, bool, bool) {
+		s := q.Get(name)
+		if s == "" {
+			return 0, false, true
+		}
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, name+" must be a seq (0 or more)")
+			return 0, false, false
+		}
+		return n, true, true
+	}
+	after, hasAfter, ok1 := num("after")
+	before, hasBefore, ok2 := num("before")
+	if !ok1 || !ok2 {
+		return
+	}
+	if hasAfter && hasBefore {
+		writeError(w, http.StatusBadRequest, "give after or before, not both")
+		return
+	}
+	var es []protocol.Entry
+	var err error
+	more := false
+	switch {
+	case hasAfter:
+		es, err = a.store.Read(r.Context(), inbox, after, limit+1)
+		if len(es) > limit {
+			es, more = es[:limit], true
+		}
+	default:
+		if !hasBefore {
+			var last int64
+			last, err = a.store.LastSeq(r.Context(), inbox)
+			before = last + 1
+		}
+		if err == nil {
+			es, err = a.store.ReadBefore(r.Context(), inbox, before, limit+1)
+			if len(es) > limit {
+				es, more = es[1:], true
+			}
+		}
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	b := []byte(`{"inbox":`)
+	b = strconv.AppendQuote(b, inbox)
+	b = append(b, `,"entries":[`...)
+	for i := range es {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = es[i].AppendJSON(b)
+	}
+	b = append(b, `],"more":`...)
+	b = strconv.AppendBool(b, more)
+	b = append(b, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// bulkUsers provisions many users at once (load tests, imports): new users
+// are created, existing ones get a fresh token.
+func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Users []userBody `json:"users"`
+	}
+	if !decode(w, r, &b) {
+		return
+	}
+	if len(b.Users) > 10000 {
+		writeError(w, http.StatusBadRequest, "at most 10000 users per request")
+		return
+	}
+	type result struct {
+		ID    string `json:"id"`
+		Token string `json:"token,omitempty"`
+		Error string `json:"error,omitempty"`
+	}
+	out := make([]result, 0, len(b.Users))
+	for _, u := range b.Users {
+		token, err := a.accounts.Register(r.Context(), u.ID, u.Password, u.Name)
+		if errors.Is(err, auth.ErrExists) && !a.accounts.IsAdmin(u.ID) {
+			token, err = a.accounts.IssueToken(r.Context(), u.ID)
+		}
+		if err != nil {
+			if errors.Is(err, storage.ErrUnavailable) {
+				a.fail(w, r, err)
+				return
+			}
+			out = append(out, result{ID: u.ID, Error: err.Error()})
+			continue
+		}
+		out = append(out, result{ID: u.ID, Token: token})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": out})
+}
+
+func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": err.Error()})
+		return
+	}
+	if a.cfg.Ready != nil {
+		if err := a.cfg.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}

@@ -1,0 +1,271 @@
+// Package broker assembles a Parley node: the embedded mochi-mqtt broker
+// with Parley's hooks, its MQTT (TCP) and MQTT-over-WebSocket listeners, and
+// the HTTP server of the JSON API, health checks and metrics.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parleychat/parley/api"
+	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/hooks"
+	"github.com/parleychat/parley/storage"
+)
+
+// Config configures a node. The zero value of each field means its default.
+type Config struct {
+	// MQTTAddr is the MQTT (TCP) listener's address. Default ":1883".
+	MQTTAddr string
+	// WSAddr is the MQTT-over-WebSocket listener's address. Default ":8083".
+	WSAddr string
+	// WSPath is the WebSocket endpoint's path. Default "/mqtt".
+	WSPath string
+	// AllowedOrigins lists the browser origins (scheme://host:port) allowed
+	// to open WebSockets; empty allows any.
+	AllowedOrigins []string
+	// HTTPAddr is the HTTP API's address. Default ":8080".
+	HTTPAddr string
+	// MaxPayload is the largest message payload. Default 64 KiB.
+	MaxPayload int
+	// WritesPending sizes each client's outbound queue (mochi's
+	// MaximumClientWritesPending). A subscriber whose queue overflows is
+	// disconnected and catches up when it returns. Default 1024.
+	WritesPending int
+	// Inbox tunes stamping, catch-up, receipts and cursors.
+	Inbox hooks.InboxConfig
+}
+
+func (c *Config) setDefaults() {
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = ":1883"
+	}
+	if c.WSAddr == "" {
+		c.WSAddr = ":8083"
+	}
+	if c.WSPath == "" {
+		c.WSPath = "/mqtt"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 64 << 10
+	}
+	if c.WritesPending <= 0 {
+		c.WritesPending = 1024
+	}
+	c.Inbox.MaxPayload = c.MaxPayload
+}
+
+// Deps are the parts a node is built from.
+type Deps struct {
+	Store    storage.Store
+	Accounts *auth.Service
+	Log      *slog.Logger
+	// Registry receives the node's metrics; /metrics serves it. Optional.
+	Registry *prometheus.Registry
+	// Static serves the web app at /. Optional.
+	Static http.Handler
+}
+
+// Server is a running Parley node.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	mqtt  *mqtt.Server
+	inbox *hooks.Inbox
+	api   *api.API
+	http  *http.Server
+	reg   *prometheus.Registry
+
+	mqttLn, wsLn, httpLn net.Listener
+	started              atomic.Bool
+	closeOnce            sync.Once
+	httpDone             chan struct{}
+}
+
+// New builds a node; Start binds its listeners.
+func New(cfg Config, d Deps) (*Server, error) {
+	cfg.setDefaults()
+	if d.Store == nil || d.Accounts == nil {
+		return nil, errors.New("broker: store and accounts are required")
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := d.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("broker: allowed origin %q must look like https://host[:port]", o)
+		}
+	}
+
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Payloads a little over the limit get Parley's 0x95 in a PUBACK; far
+	// larger packets are refused by the broker while reading them.
+	caps.MaximumPacketSize = uint32(cfg.MaxPayload + 16<<10)
+	caps.MaximumClientWritesPending = int32(cfg.WritesPending)
+	caps.MaximumSessionExpiryInterval = 30 * 24 * 3600
+	caps.MaximumInflight = 8192
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities:             caps,
+		InlineClient:             true,
+		Logger:                   slog.New(mochiLog{log.Handler()}).With("component", "mqtt"),
+		ClientNetReadBufferSize:  2048,
+		ClientNetWriteBufferSize: 2048,
+		SysTopicResendInterval:   10,
+	})
+	m := hooks.NewMetrics(reg)
+	inbox := hooks.NewInbox(cfg.Inbox, d.Store, srv, d.Accounts.IsAdmin, m, log.With("component", "inbox"))
+	authHook := hooks.NewAuth(d.Accounts, inbox, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
+		log.With("component", "auth"))
+	if err := srv.AddHook(authHook, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	if err := srv.AddHook(inbox, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, reg: reg, httpDone: make(chan struct{})}
+	s.registerMetrics()
+	s.api = api.New(api.Config{
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Static:  d.Static,
+	}, d.Accounts, d.Store, log.With("component", "api"))
+	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
+	return s, nil
+}
+
+func (s *Server) registerMetrics() {
+	info := s.mqtt.Info
+	gauge := func(name, help string, v *int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(atomic.LoadInt64(v)) })
+	}
+	counter := func(name, help string, v *int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(atomic.LoadInt64(v)) })
+	}
+	s.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		gauge("parley_mqtt_connections", "Connected MQTT clients.", &info.ClientsConnected),
+		gauge("parley_mqtt_inflight", "Unacknowledged QoS 1/2 messages across clients.", &info.Inflight),
+		counter("parley_mqtt_messages_received_total", "PUBLISH packets received.", &info.MessagesReceived),
+		counter("parley_mqtt_messages_sent_total", "PUBLISH packets sent.", &info.MessagesSent),
+		counter("parley_mqtt_messages_dropped_total", "Messages the broker dropped for full client queues.", &info.MessagesDropped),
+		counter("parley_mqtt_inflight_dropped_total", "QoS messages dropped for full inflight stores.", &info.InflightDropped),
+	)
+}
+
+// Registry returns the node's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.reg }
+
+func listen(name, addr, setting string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listener on %s: %w (move it with the %s setting)", name, addr, err, setting)
+	}
+	return ln, nil
+}
+
+// Start binds the listeners and starts serving. A taken port is reported
+// with the listener's name and the setting that moves it.
+func (s *Server) Start(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("broker: already started")
+	}
+	var err error
+	closeAll := func() {
+		for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.httpLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+	}
+	if s.mqttLn, err = listen("MQTT", s.cfg.MQTTAddr, "mqtt.addr (PARLEY_MQTT_ADDR, -mqtt.addr)"); err != nil {
+		return err
+	}
+	if s.wsLn, err = listen("MQTT-over-WebSocket", s.cfg.WSAddr, "ws.addr (PARLEY_WS_ADDR, -ws.addr)"); err != nil {
+		closeAll()
+		return err
+	}
+	if s.httpLn, err = listen("HTTP", s.cfg.HTTPAddr, "http.addr (PARLEY_HTTP_ADDR, -http.addr)"); err != nil {
+		closeAll()
+		return err
+	}
+	allow := func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		return len(s.cfg.AllowedOrigins) == 0 || origin == "" || slices.Contains(s.cfg.AllowedOrigins, origin)
+	}
+	mlog := s.log.With("component", "mqtt")
+	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog}); err != nil {
+		closeAll()
+		return fmt.Errorf("broker: %w", err)
+	}
+	if err := s.mqtt.AddListener(newWebSocketListener("ws", s.wsLn, s.cfg.WSPath, allow, mlog)); err != nil {
+		closeAll()
+		return fmt.Errorf("broker: %w", err)
+	}
+	if err := s.mqtt.Serve(); err != nil {
+		closeAll()
+		return fmt.Errorf("broker: %w", err)
+	}
+	s.inbox.Start()
+	go func() {
+		defer close(s.httpDone)
+		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server", "error", err)
+		}
+	}()
+	s.log.Info("parley listening", "mqtt", s.MQTTAddr(), "ws", "ws://"+s.WSAddr()+s.cfg.WSPath, "http", "http://"+s.HTTPAddr())
+	return nil
+}
+
+// MQTTAddr returns the bound MQTT address.
+func (s *Server) MQTTAddr() string { return s.mqttLn.Addr().String() }
+
+// WSAddr returns the bound WebSocket address.
+func (s *Server) WSAddr() string { return s.wsLn.Addr().String() }
+
+// HTTPAddr returns the bound HTTP address.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// Close drains the node: the HTTP API stops taking requests, the MQTT
+// listeners close, connected clients are disconnected once the publishes they
+// are storing have committed, and cursors are flushed. The store is the
+// caller's to close afterwards. Safe to call twice.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if !s.started.Load() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.log.Warn("http shutdown", "error", err)
+		}
+		<-s.httpDone
+		s.mqtt.Close()
+		s.inbox.Close()
+	})
+	return nil
+}

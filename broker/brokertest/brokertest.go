@@ -1,0 +1,186 @@
+// Package brokertest starts real Parley nodes for tests: a real store, the
+// broker listening on free loopback ports, and helpers that sign users up
+// over HTTP and connect real MQTT clients (v5 through paho.golang, v3.1.1
+// through paho.mqtt.golang) over real sockets.
+package brokertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/broker"
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/postgres"
+	"github.com/parleychat/parley/storage/postgres/pgtest"
+)
+
+// Admin is the administrator every test node has.
+const (
+	Admin         = "admin"
+	AdminPassword = "admin-secret"
+)
+
+// Node is a running Parley node.
+type Node struct {
+	T      testing.TB
+	Srv    *broker.Server
+	Store  storage.Store
+	DBURL  string
+	MQTT   string // host:port
+	WS     string // host:port
+	HTTP   string // http://host:port
+	closed bool
+}
+
+// Options tune a test node.
+type Options struct {
+	// DBURL reuses a database (to restart a node on the same data); empty
+	// creates a fresh one.
+	DBURL string
+	// OpenStore opens the store; default Postgres at DBURL.
+	OpenStore func(t testing.TB, url string) storage.Store
+	// Config is the broker configuration; addresses are set to free ports.
+	Config broker.Config
+}
+
+// Start starts a node on 127.0.0.1 with free ports and stops it when the
+// test ends.
+func Start(t testing.TB, o Options) *Node {
+	t.Helper()
+	if o.DBURL == "" {
+		o.DBURL = pgtest.NewDatabase(t)
+	}
+	if o.OpenStore == nil {
+		o.OpenStore = func(t testing.TB, url string) storage.Store {
+			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, OpTimeout: 3 * time.Second,
+				ConnectTimeout: time.Second}, Logger(t, "store"))
+			if err != nil {
+				t.Fatalf("open store: %v", err)
+			}
+			return s
+		}
+	}
+	st := o.OpenStore(t, o.DBURL)
+	accounts, err := auth.New(auth.Config{OpenRegistration: true, Admins: map[string]string{Admin: AdminPassword},
+		BcryptCost: 4}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.Config
+	cfg.MQTTAddr, cfg.WSAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.Inbox.Rate == 0 {
+		cfg.Inbox.Rate = -1
+	}
+	srv, err := broker.New(cfg, broker.Deps{Store: st, Accounts: accounts, Log: Logger(t, "parley")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{T: t, Srv: srv, Store: st, DBURL: o.DBURL, MQTT: srv.MQTTAddr(), WS: srv.WSAddr(), HTTP: "http://" + srv.HTTPAddr()}
+	t.Cleanup(n.Stop)
+	return n
+}
+
+// Stop drains the node and closes its store. Safe to call twice.
+func (n *Node) Stop() {
+	if n.closed {
+		return
+	}
+	n.closed = true
+	n.Srv.Close()
+	n.Store.Close()
+}
+
+// Logger returns a logger writing to the test's log at debug level.
+func Logger(t testing.TB, component string) *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("PARLEY_TEST_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level})).With("c", component)
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}
+
+// HTTPDo sends a JSON request and decodes a JSON answer into out (if not
+// nil). It returns the status code.
+func (n *Node) HTTPDo(method, path, bearer string, body, out any) int {
+	n.T.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			n.T.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, n.HTTP+path, rd)
+	if err != nil {
+		n.T.Fatal(err)
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.T.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			n.T.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// User signs a user up and returns its token.
+func (n *Node) User(id string) string {
+	n.T.Helper()
+	var out struct{ Token string }
+	if code := n.HTTPDo("POST", "/v1/users", "", map[string]string{"id": id, "password": "password-" + id, "name": "User " + id}, &out); code != 201 {
+		n.T.Fatalf("sign up %s: status %d", id, code)
+	}
+	return out.Token
+}
+
+// Login returns a new token of an existing user.
+func (n *Node) Login(id string) string {
+	n.T.Helper()
+	var out struct{ Token string }
+	if code := n.HTTPDo("POST", "/v1/tokens", "", map[string]string{"id": id, "password": "password-" + id}, &out); code != 200 {
+		n.T.Fatalf("log in %s: status %d", id, code)
+	}
+	return out.Token
+}
+
+// Ctx returns a context that ends with the test or after d.
+func Ctx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func must(t testing.TB, err error, what string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
+	}
+}

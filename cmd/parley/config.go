@@ -1,0 +1,310 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// config is every setting of the parley command. Each field's key is its
+// name in the YAML file (nested by dots), its environment variable is
+// PARLEY_ + the key in capitals with _ for . (PARLEY_MQTT_ADDR), and its flag
+// is -key. Precedence: flag, environment, file, default. configs/parley.yaml
+// documents each one.
+type config struct {
+	MQTTAddr       string        `key:"mqtt.addr" default:":1883" help:"MQTT (TCP) listener address"`
+	WSAddr         string        `key:"ws.addr" default:":8083" help:"MQTT-over-WebSocket listener address"`
+	WSPath         string        `key:"ws.path" default:"/mqtt" help:"WebSocket endpoint path"`
+	AllowedOrigins []string      `key:"ws.allowed_origins" default:"" help:"browser origins allowed to open WebSockets, comma separated; empty allows any"`
+	HTTPAddr       string        `key:"http.addr" default:":8080" help:"HTTP API address"`
+	DatabaseURL    string        `key:"database.url" default:"" help:"postgres:// URL of the Postgres store; empty uses the embedded store at database.path"`
+	DatabasePath   string        `key:"database.path" default:"./data/parley.db" help:"file of the embedded store"`
+	DatabaseCreate bool          `key:"database.create" default:"true" help:"create the Postgres database if it does not exist"`
+	Writers        int           `key:"database.writers" default:"4" help:"group-commit writers (inbox shards)"`
+	MaxBatch       int           `key:"database.max_batch" default:"512" help:"most messages committed in one transaction"`
+	Admins         string        `key:"admins" default:"" help:"administrators as name:password,name:password"`
+	OpenReg        bool          `key:"auth.open_registration" default:"true" help:"anyone may create an account"`
+	TokenTTL       time.Duration `key:"auth.token_ttl" default:"720h" help:"lifetime of access tokens"`
+	BcryptCost     int           `key:"auth.bcrypt_cost" default:"10" help:"password hashing cost (4-31)"`
+	MaxPayload     int           `key:"limits.max_payload" default:"65536" help:"largest message payload in bytes"`
+	Rate           float64       `key:"limits.rate" default:"50" help:"messages per second each connection may publish (negative: no limit)"`
+	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
+	WritesPending  int           `key:"limits.writes_pending" default:"1024" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
+	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
+	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
+}
+
+type setting struct {
+	key, env, def, help string
+	field               reflect.Value
+}
+
+func (c *config) settings() []setting {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	out := make([]setting, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := f.Tag.Get("key")
+		out = append(out, setting{key: key, env: envName(key), def: f.Tag.Get("default"), help: f.Tag.Get("help"), field: v.Field(i)})
+	}
+	return out
+}
+
+func envName(key string) string {
+	return "PARLEY_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+func set(s setting, raw string) error {
+	f := s.field
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not true or false", s.key, raw)
+		}
+		f.SetBool(b)
+	case reflect.Int:
+		n, err := strconv.Atoi(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a whole number", s.key, raw)
+		}
+		f.SetInt(int64(n))
+	case reflect.Int64: // time.Duration
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a duration (like 30s, 720h)", s.key, raw)
+		}
+		f.SetInt(int64(d))
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a number", s.key, raw)
+		}
+		f.SetFloat(x)
+	case reflect.Slice:
+		var items []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				items = append(items, p)
+			}
+		}
+		f.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("%s: unsupported type", s.key)
+	}
+	return nil
+}
+
+// loadConfig builds the configuration from defaults, the YAML file (if it
+// exists; a file named explicitly must exist), the environment and flags.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (cfg config, path string, check bool, err error) {
+	ss := cfg.settings()
+	for _, s := range ss {
+		if err := set(s, s.def); err != nil {
+			return cfg, "", false, err
+		}
+	}
+	fs := flag.NewFlagSet("parley", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&path, "config", "", "YAML configuration file (default configs/parley.yaml if present)")
+	fs.BoolVar(&check, "check-config", false, "validate the configuration, print it and exit")
+	flagVals := map[string]*string{}
+	for _, s := range ss {
+		flagVals[s.key] = fs.String(s.key, "", fmt.Sprintf("%s (env %s, default %q)", s.help, s.env, s.def))
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: parley [flags]\n\nEvery setting can also be given in the YAML file or as an environment variable.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, "", false, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, "", false, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	explicit := path != ""
+	if !explicit {
+		path = "configs/parley.yaml"
+	}
+	if b, rerr := os.ReadFile(path); rerr == nil {
+		if err := applyYAML(ss, b); err != nil {
+			return cfg, path, check, fmt.Errorf("%s: %w", path, err)
+		}
+	} else if explicit || !errors.Is(rerr, os.ErrNotExist) {
+		return cfg, path, check, fmt.Errorf("config: %w", rerr)
+	} else {
+		path = ""
+	}
+	for _, s := range ss {
+		if v := getenv(s.env); v != "" {
+			if err := set(s, v); err != nil {
+				return cfg, path, check, fmt.Errorf("%s: %w", s.env, err)
+			}
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range ss {
+			if s.key == f.Name && ferr == nil {
+				ferr = set(s, *flagVals[s.key])
+			}
+		}
+	})
+	if ferr != nil {
+		return cfg, path, check, fmt.Errorf("flag -%w", ferr)
+	}
+	return cfg, path, check, cfg.validate()
+}
+
+// applyYAML sets every key of a YAML document; unknown keys are errors, so
+// that a misspelt setting does not pass silently.
+func applyYAML(ss []setting, b []byte) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return err
+	}
+	if len(root.Content) == 0 {
+		return nil
+	}
+	flat := map[string]string{}
+	var walk func(prefix string, n *yaml.Node) error
+	walk = func(prefix string, n *yaml.Node) error {
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				if err := walk(k, n.Content[i+1]); err != nil {
+					return err
+				}
+			}
+		case yaml.SequenceNode:
+			var items []string
+			for _, c := range n.Content {
+				items = append(items, c.Value)
+			}
+			flat[prefix] = strings.Join(items, ",")
+		case yaml.ScalarNode:
+			if n.Tag != "!!null" {
+				flat[prefix] = n.Value
+			}
+		default:
+			return fmt.Errorf("line %d: unsupported value for %s", n.Line, prefix)
+		}
+		return nil
+	}
+	if err := walk("", root.Content[0]); err != nil {
+		return err
+	}
+	known := map[string]setting{}
+	for _, s := range ss {
+		known[s.key] = s
+	}
+	keys := make([]string, 0, len(flat))
+	for k := range flat {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		s, ok := known[k]
+		if !ok {
+			return fmt.Errorf("unknown setting %q", k)
+		}
+		if err := set(s, flat[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *config) validate() error {
+	var errs []error
+	if c.MaxPayload < 256 || c.MaxPayload > 16<<20 {
+		errs = append(errs, fmt.Errorf("limits.max_payload must be 256 to 16777216 bytes"))
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		errs = append(errs, fmt.Errorf("database.url must be a postgres:// URL (or empty for the embedded store)"))
+	}
+	if c.Writers < 1 || c.Writers > 64 {
+		errs = append(errs, fmt.Errorf("database.writers must be 1 to 64"))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
+		errs = append(errs, fmt.Errorf("database.max_batch must be 1 to 10000"))
+	}
+	if _, err := c.admins(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level must be debug, info, warn or error"))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format must be text or json"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *config) admins() (map[string]string, error) {
+	out := map[string]string{}
+	for _, pair := range strings.Split(c.Admins, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, pw, ok := strings.Cut(pair, ":")
+		if !ok || name == "" || pw == "" {
+			return nil, fmt.Errorf("admins: %q must be name:password", pair)
+		}
+		out[name] = pw
+	}
+	return out, nil
+}
+
+// print writes the effective settings, hiding secrets.
+func (c *config) print(w io.Writer) {
+	for _, s := range c.settings() {
+		v := fmt.Sprint(s.field.Interface())
+		if s.key == "admins" && v != "" {
+			var names []string
+			for _, p := range strings.Split(v, ",") {
+				n, _, _ := strings.Cut(p, ":")
+				names = append(names, n+":***")
+			}
+			v = strings.Join(names, ",")
+		}
+		if s.key == "database.url" {
+			v = redactURL(v)
+		}
+		fmt.Fprintf(w, "%-24s %s\n", s.key, v)
+	}
+}
+
+func redactURL(u string) string {
+	at := strings.Index(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 {
+		return u
+	}
+	userinfo := u[scheme+3 : at]
+	if name, _, ok := strings.Cut(userinfo, ":"); ok {
+		return u[:scheme+3] + name + ":***" + u[at:]
+	}
+	return u
+}

@@ -1,0 +1,140 @@
+// Command parley runs a Parley node: an MQTT chat server storing messages in
+// Postgres (or the embedded store). See README.md and configs/parley.yaml.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/broker"
+	"github.com/parleychat/parley/hooks"
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/postgres"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cfg, path, check, err := loadConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "parley: configuration: %v\n", err)
+		return 2
+	}
+	if check {
+		if path != "" {
+			fmt.Fprintf(stdout, "configuration from %s is valid:\n", path)
+		} else {
+			fmt.Fprintln(stdout, "configuration (defaults and environment) is valid:")
+		}
+		cfg.print(stdout)
+		return 0
+	}
+	log := newLogger(cfg, stderr)
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("parley stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	store, err := openStore(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Warn("close store", "error", err)
+		}
+	}()
+	admins, _ := cfg.admins()
+	accounts, err := auth.New(auth.Config{TokenTTL: cfg.TokenTTL, OpenRegistration: cfg.OpenReg,
+		Admins: admins, BcryptCost: cfg.BcryptCost}, store)
+	if err != nil {
+		return err
+	}
+	srv, err := broker.New(broker.Config{
+		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
+		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending,
+		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
+	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(log)})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	log.Info("shutting down: draining connections and pending stores")
+	start := time.Now()
+	srv.Close()
+	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// openStore opens the store the configuration selects.
+func openStore(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) (storage.Store, error) {
+	if cfg.DatabaseURL == "" {
+		return openEmbedded(ctx, cfg, reg, log)
+	}
+	if cfg.DatabaseCreate {
+		if err := postgres.CreateDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return nil, err
+		}
+	}
+	batch, batchLatency, batchErrors := storeMetrics(reg)
+	st, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Writers: cfg.Writers, MaxBatch: cfg.MaxBatch,
+		OnBatch: func(size int, took time.Duration, err error) {
+			batch.Observe(float64(size))
+			batchLatency.Observe(took.Seconds())
+			if err != nil {
+				batchErrors.Inc()
+			}
+		}}, log.With("component", "store"))
+	if err != nil {
+		return nil, err
+	}
+	log.Info("store: postgres", "url", redactURL(cfg.DatabaseURL))
+	return st, nil
+}
+
+func storeMetrics(reg prometheus.Registerer) (prometheus.Histogram, prometheus.Histogram, prometheus.Counter) {
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_store_batch_size",
+		Help: "Messages per group-commit transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)})
+	latency := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_store_batch_seconds",
+		Help: "Duration of group-commit transactions.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
+	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_store_batch_errors_total",
+		Help: "Failed group-commit transactions."})
+	reg.MustRegister(batch, latency, errs)
+	return batch, latency, errs
+}

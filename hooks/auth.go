@@ -1,0 +1,154 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parleychat/parley/protocol"
+)
+
+// Authenticator checks MQTT credentials. auth.Service implements it.
+type Authenticator interface {
+	// Authenticate returns whether user is an administrator, or an error:
+	// auth.ErrBadCredentials-like errors for which badCredentials is true,
+	// anything else when the check itself failed.
+	Authenticate(ctx context.Context, user, secret string) (admin bool, err error)
+	IsAdmin(id string) bool
+}
+
+// DeliveryGate decides whether an entry may go to one subscriber right now.
+// Inbox implements it; it is asked only for subscriptions that already exist.
+type DeliveryGate interface {
+	AllowDelivery(cl *mqtt.Client, topic string) bool
+}
+
+// Auth is the hook that authenticates connections and authorises topics.
+//
+// Identity: the CONNECT username is the user id and the password a token (or
+// an administrator's password). The client id must be the user id or start
+// with "{user}/". Publish authorisation is left to Inbox.OnPublish, so that
+// refusals are reported with reason codes and error entries instead of
+// mochi's disconnect of 3.1.1 clients.
+type Auth struct {
+	mqtt.HookBase
+	authn    Authenticator
+	gate     DeliveryGate
+	log      *slog.Logger
+	timeout  time.Duration
+	badCreds func(error) bool
+	mu       sync.Mutex // guards verified
+	verified map[*mqtt.Client]bool
+}
+
+// NewAuth returns the Auth hook. isBadCredentials tells refused credentials
+// apart from a failed check (the store being down).
+func NewAuth(authn Authenticator, gate DeliveryGate, isBadCredentials func(error) bool, log *slog.Logger) *Auth {
+	return &Auth{authn: authn, gate: gate, log: log, timeout: 5 * time.Second,
+		badCreds: isBadCredentials, verified: map[*mqtt.Client]bool{}}
+}
+
+// ID implements mqtt.Hook.
+func (h *Auth) ID() string { return "parley-auth" }
+
+// Provides implements mqtt.Hook.
+func (h *Auth) Provides(b byte) bool {
+	return bytes.Contains([]byte{mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnDisconnect}, []byte{b})
+}
+
+// OnConnect authenticates the client and, when it is refused, sends the
+// CONNACK with the precise reason: v5 0x86 / v3 4 for bad credentials, v5
+// 0x85 / v3 2 for a client id that is not the user's, v5 0x88 / v3 3 when the
+// check could not be made. Runs on the client's goroutine; one token lookup
+// (usually cached).
+func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	user := string(pk.Connect.Username)
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+	defer cancel()
+	admin, err := h.authn.Authenticate(ctx, user, string(pk.Connect.Password))
+	switch {
+	case err != nil && h.badCreds(err):
+		return h.refuse(cl, packets.ErrBadUsernameOrPassword, 0x04)
+	case err != nil:
+		h.log.Warn("cannot check credentials", "client", cl.ID, "user", user, "error", err)
+		return h.refuse(cl, packets.ErrServerUnavailable, 0x03)
+	case !admin && !protocol.ClientIDBelongsTo(cl.ID, user):
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, 0x02)
+	}
+	h.mu.Lock()
+	h.verified[cl] = true
+	h.mu.Unlock()
+	return nil
+}
+
+// refuse writes a CONNACK refusing the connection and returns the error
+// that makes mochi close it.
+func (h *Auth) refuse(cl *mqtt.Client, v5 packets.Code, v3 byte) error {
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v5.Code}
+	if cl.Properties.ProtocolVersion < 5 {
+		ack.ReasonCode = v3
+	} else {
+		ack.Properties.ReasonString = v5.Reason
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		h.log.Debug("connack not sent", "client", cl.ID, "error", err)
+	}
+	return v5
+}
+
+// OnConnectAuthenticate admits exactly the clients OnConnect verified.
+func (h *Auth) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ok := h.verified[cl]
+	delete(h.verified, cl)
+	return ok
+}
+
+// OnDisconnect forgets a client OnConnect verified but mochi never admitted.
+func (h *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.mu.Lock()
+	delete(h.verified, cl)
+	h.mu.Unlock()
+}
+
+// OnACLCheck authorises subscriptions and gates deliveries. Publishing is
+// always allowed here and decided in Inbox.OnPublish.
+//
+// mochi asks the same question (client, topic, read) when a client subscribes
+// and before each delivery to it. A subscription that does not exist yet
+// means the former; then the answer is the user's right to read the filter.
+// Otherwise it is a delivery, and the DeliveryGate decides.
+func (h *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write || cl.Net.Inline {
+		return true
+	}
+	user := string(cl.Properties.Username)
+	if _, subscribed := cl.State.Subscriptions.Get(topic); subscribed {
+		return h.gate.AllowDelivery(cl, topic)
+	}
+	return h.mayRead(user, topic)
+}
+
+func (h *Auth) mayRead(user, filter string) bool {
+	if h.authn.IsAdmin(user) {
+		return true
+	}
+	if !protocol.IsReserved(filter) {
+		return false // everything outside u/, g/, p/ is for administrators
+	}
+	t, ok := protocol.ParseTopic(filter)
+	if !ok {
+		return false // wildcards and malformed names
+	}
+	switch t.Kind {
+	case protocol.KindUser:
+		return t.ID == user
+	}
+	return false
+}

@@ -1,0 +1,250 @@
+package hooks
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+)
+
+// openGate registers a catch-up for (session, inbox): from now on live
+// deliveries of inbox to this connection are held back (AllowDelivery) and
+// every entry stored in inbox marks the gate dirty.
+func (h *Inbox) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte) *gate {
+	if qos > 1 {
+		qos = 1
+	}
+	g := &gate{sess: sess, cl: cl, inbox: inbox, qos: qos}
+	h.regMu.Lock()
+	sess.mu.Lock()
+	if old := sess.gates[inbox]; old != nil {
+		old.live.Store(true) // superseded: its goroutine stops at its next step
+		h.unregister(old)
+	}
+	sess.gates[inbox] = g
+	sess.mu.Unlock()
+	h.catching[inbox] = append(h.catching[inbox], g)
+	h.regMu.Unlock()
+	return g
+}
+
+// unregister removes g from the inbox registry. h.regMu must be held.
+func (h *Inbox) unregister(g *gate) {
+	gs := h.catching[g.inbox]
+	for i, x := range gs {
+		if x == g {
+			gs = append(gs[:i], gs[i+1:]...)
+			break
+		}
+	}
+	if len(gs) == 0 {
+		delete(h.catching, g.inbox)
+	} else {
+		h.catching[g.inbox] = gs
+	}
+}
+
+// closeGate ends a catch-up without going live (refused or removed
+// subscription, or the client left).
+func (h *Inbox) closeGate(g *gate) {
+	h.regMu.Lock()
+	h.unregister(g)
+	g.sess.mu.Lock()
+	if g.sess.gates[g.inbox] == g {
+		delete(g.sess.gates, g.inbox)
+	}
+	g.sess.mu.Unlock()
+	h.regMu.Unlock()
+}
+
+func (h *Inbox) startCatchup(g *gate) {
+	h.metrics.Catchups.Inc()
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if !h.catchup(g) {
+			h.closeGate(g)
+		}
+	}()
+}
+
+// catchup sends the device every stored entry of the inbox after its cursor,
+// in order, then lets live deliveries through. It reports whether it went
+// live.
+func (h *Inbox) catchup(g *gate) bool {
+	after, ok := h.startingPoint(g)
+	if !ok {
+		return false
+	}
+	h.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
+	for {
+		if g.cl.Closed() || g.live.Load() || h.closed.Load() {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		es, err := h.store.Read(ctx, g.inbox, after, h.cfg.CatchupBatch)
+		cancel()
+		if err != nil {
+			h.log.Warn("catch-up read", "client", g.sess.id, "inbox", g.inbox, "error", err)
+			if !h.pause(g, time.Second) {
+				return false
+			}
+			continue
+		}
+		for _, e := range es {
+			if !h.sendDirect(g, e) {
+				return false
+			}
+			after = e.Seq
+		}
+		h.metrics.CatchupEntries.Add(float64(len(es)))
+		if len(es) == h.cfg.CatchupBatch {
+			continue
+		}
+		// Caught up, unless something was stored meanwhile: decide under the
+		// registry lock, which deliver takes before it hands an entry over.
+		h.regMu.Lock()
+		if g.dirty {
+			g.dirty = false
+			h.regMu.Unlock()
+			continue
+		}
+		g.live.Store(true)
+		h.unregister(g)
+		h.regMu.Unlock()
+		h.log.Debug("caught up", "client", g.sess.id, "inbox", g.inbox, "seq", after)
+		return true
+	}
+}
+
+// startingPoint returns the seq after which the device needs entries: its
+// cursor in memory, else in the store; a device new to the inbox (or on a
+// clean start) starts at the inbox's end.
+func (h *Inbox) startingPoint(g *gate) (int64, bool) {
+	sess := g.sess
+	sess.mu.Lock()
+	wm := sess.cursors[g.inbox]
+	fresh := sess.fresh
+	sess.mu.Unlock()
+	if wm != nil {
+		sess.mu.Lock()
+		w := wm.w
+		sess.mu.Unlock()
+		return w, true
+	}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		var seq int64
+		var err error
+		if !fresh {
+			seq, err = h.store.GetCursor(ctx, sess.id, g.inbox)
+		}
+		if fresh || errors.Is(err, storage.ErrNotFound) {
+			seq, err = h.store.LastSeq(ctx, g.inbox)
+			if err == nil {
+				// Entries stored after the subscription began but before
+				// LastSeq was read are the device's, not history.
+				h.regMu.Lock()
+				if g.first > 0 && g.first-1 < seq {
+					seq = g.first - 1
+				}
+				h.regMu.Unlock()
+				// Record the new device's starting point at once, so that
+				// what arrives before its first acknowledgement is not lost
+				// if it disconnects.
+				h.cursorMu.Lock()
+				h.dirty[cursorKey{sess.id, g.inbox}] = seq
+				h.cursorMu.Unlock()
+			}
+		}
+		cancel()
+		if err == nil {
+			sess.mu.Lock()
+			if cur := sess.cursors[g.inbox]; cur == nil {
+				sess.cursors[g.inbox] = &watermark{w: seq}
+			} else {
+				seq = cur.w
+			}
+			sess.mu.Unlock()
+			return seq, true
+		}
+		h.log.Warn("catch-up cursor", "client", sess.id, "inbox", g.inbox, "error", err)
+		if !h.pause(g, time.Second) {
+			return 0, false
+		}
+	}
+}
+
+// pause waits d unless the client leaves or the hook stops.
+func (h *Inbox) pause(g *gate, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return !g.cl.Closed()
+	case <-h.quit:
+		return false
+	}
+}
+
+// sendDirect writes one stored entry to the device, outside mochi's fan-out,
+// with the packet id and inflight bookkeeping mochi would do, keeping at most
+// CatchupWindow entries unacknowledged.
+func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
+	cl, sess := g.cl, g.sess
+	window := h.cfg.CatchupWindow
+	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
+		window = rm
+	}
+	for g.qos > 0 && cl.State.Inflight.Len() >= window {
+		sess.mu.Lock()
+		wait := sess.ackWait
+		sess.mu.Unlock()
+		t := time.NewTimer(time.Second)
+		select {
+		case <-wait:
+		case <-t.C:
+		case <-h.quit:
+			t.Stop()
+			return false
+		}
+		t.Stop()
+		if cl.Closed() || g.live.Load() {
+			return false
+		}
+	}
+	out := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: g.qos},
+		TopicName:   e.Inbox,
+		Payload:     e.AppendJSON(nil),
+		Created:     time.Now().Unix(),
+	}
+	if g.qos > 0 {
+		id, err := cl.NextPacketID()
+		if err != nil {
+			h.slowConsumer(cl, "packet ids exhausted")
+			return false
+		}
+		out.PacketID = uint16(id)
+		sess.mu.Lock()
+		if sess.cl != cl {
+			sess.mu.Unlock()
+			return false
+		}
+		sess.inflight[out.PacketID] = protocol.Header{ID: e.ID, Inbox: e.Inbox, Seq: e.Seq, From: e.From, To: e.To, Type: e.Type}
+		sess.mu.Unlock()
+		if cl.State.Inflight.Set(out) {
+			atomic.AddInt64(&h.srv.Info.Inflight, 1)
+		}
+	}
+	if err := cl.WritePacket(out); err != nil {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,694 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/time/rate"
+
+	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+)
+
+// Store is what the Inbox hook needs from storage.
+type Store interface {
+	Append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error)
+	Read(ctx context.Context, inbox string, after int64, limit int) ([]protocol.Entry, error)
+	LastSeq(ctx context.Context, inbox string) (int64, error)
+	GetCursor(ctx context.Context, clientID, inbox string) (int64, error)
+	SaveCursors(ctx context.Context, cs []storage.Cursor) error
+}
+
+// InboxConfig configures the Inbox hook.
+type InboxConfig struct {
+	// MaxPayload is the largest payload accepted into an inbox. Default 64 KiB.
+	MaxPayload int
+	// StoreTimeout bounds the wait for a commit in OnPublish. Default 5s.
+	StoreTimeout time.Duration
+	// Rate is each connection's sustained publish rate into inboxes, per
+	// second; Burst its burst. Defaults 50 and 100. A negative Rate disables
+	// the limit.
+	Rate  float64
+	Burst int
+	// CatchupBatch is how many entries catch-up reads at a time. Default 256.
+	CatchupBatch int
+	// CatchupWindow is the most unacknowledged catch-up entries per device.
+	// Default 64 (or the client's Receive Maximum if smaller).
+	CatchupWindow int
+	// MaxInflight is the most unacknowledged deliveries a subscriber may have
+	// before it is disconnected as a slow consumer (it catches up when it
+	// comes back). Default 1024.
+	MaxInflight int
+	// ReceiptDelay is how long acknowledgements are gathered into one
+	// delivered receipt. Default 50ms.
+	ReceiptDelay time.Duration
+	// CursorFlush is how often moved cursors are written. Default 250ms.
+	CursorFlush time.Duration
+}
+
+func (c *InboxConfig) setDefaults() {
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = 64 << 10
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.Rate == 0 {
+		c.Rate = 50
+	}
+	if c.Burst <= 0 {
+		c.Burst = 100
+	}
+	if c.CatchupBatch <= 0 {
+		c.CatchupBatch = 256
+	}
+	if c.CatchupWindow <= 0 {
+		c.CatchupWindow = 64
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = 1024
+	}
+	if c.ReceiptDelay <= 0 {
+		c.ReceiptDelay = 50 * time.Millisecond
+	}
+	if c.CursorFlush <= 0 {
+		c.CursorFlush = 250 * time.Millisecond
+	}
+}
+
+// Inbox is the hook that turns publishes into stored, stamped entries and
+// delivers them: live through the broker, and from the store to devices that
+// were away.
+type Inbox struct {
+	mqtt.HookBase
+	cfg     InboxConfig
+	log     *slog.Logger
+	store   Store
+	srv     *mqtt.Server
+	metrics *Metrics
+	isAdmin func(string) bool
+	now     func() time.Time
+
+	sessions sync.Map // client id -> *session
+
+	regMu    sync.Mutex         // guards catching
+	catching map[string][]*gate // inbox -> gates of devices catching up on it
+
+	receipts chan ackEvent
+
+	cursorMu sync.Mutex // guards dirty
+	dirty    map[cursorKey]int64
+
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+// session is Parley's state for one MQTT client id. It outlives a
+// connection when the session is persistent.
+type session struct {
+	id    string
+	user  string
+	admin bool
+
+	// Owned by the client's read goroutine: set in OnPublish, used in
+	// OnPublished, which mochi calls next on the same goroutine.
+	pending    []protocol.Entry
+	pendingQoS byte
+	inboundAck bool // OnQosComplete is about to report our PUBACK of the client's own publish
+
+	mu         sync.Mutex // guards the fields below
+	cl         *mqtt.Client
+	persistent bool                       // the session outlives the connection
+	fresh      bool                       // clean start: cursors restart at the inbox's end
+	limiter    *rate.Limiter              // publish rate into inboxes
+	inflight   map[uint16]protocol.Header // deliveries awaiting PUBACK, by packet id
+	cursors    map[string]*watermark      // inbox -> acknowledged seqs (persistent sessions)
+	gates      map[string]*gate           // inbox -> catch-up in progress
+	ackWait    chan struct{}              // closed and replaced on each acknowledgement
+}
+
+type gate struct {
+	sess  *session
+	cl    *mqtt.Client
+	inbox string
+	qos   byte
+	// guarded by Inbox.regMu
+	dirty bool  // an entry was stored in inbox since catch-up last read it
+	first int64 // the lowest seq stored in inbox since the gate opened
+	live  atomic.Bool
+}
+
+type cursorKey struct{ client, inbox string }
+
+type ackEvent struct {
+	to, by, inbox, id string // receipt goes to u/{to}: by acknowledged id, stored in inbox
+	seq               int64
+}
+
+// NewInbox returns the Inbox hook. srv must have InlineClient enabled.
+func NewInbox(cfg InboxConfig, store Store, srv *mqtt.Server, isAdmin func(string) bool, m *Metrics, log *slog.Logger) *Inbox {
+	cfg.setDefaults()
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Inbox{
+		cfg: cfg, log: log, store: store, srv: srv, metrics: m, isAdmin: isAdmin, now: time.Now,
+		catching: map[string][]*gate{},
+		receipts: make(chan ackEvent, 1<<16),
+		dirty:    map[cursorKey]int64{},
+		quit:     make(chan struct{}),
+	}
+}
+
+// ID implements mqtt.Hook.
+func (h *Inbox) ID() string { return "parley-inbox" }
+
+// Provides implements mqtt.Hook.
+func (h *Inbox) Provides(b byte) bool {
+	switch b {
+	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnPublishDropped,
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		return true
+	}
+	return false
+}
+
+// Start runs the receipt and cursor workers until Close.
+func (h *Inbox) Start() {
+	h.wg.Add(2)
+	go h.runReceipts()
+	go h.runCursors()
+}
+
+// Close stops the workers after a last cursor flush. Safe to call twice.
+func (h *Inbox) Close() {
+	h.closeOnce.Do(func() {
+		h.closed.Store(true)
+		close(h.quit)
+		h.wg.Wait()
+	})
+}
+
+func (h *Inbox) session(cl *mqtt.Client) *session {
+	if v, ok := h.sessions.Load(cl.ID); ok {
+		return v.(*session)
+	}
+	return nil
+}
+
+// OnSessionEstablish prepares Parley's session before mochi inherits an
+// existing one: inbox deliveries the old connection left unacknowledged are
+// dropped from mochi's inflight store (catch-up resends them from the store,
+// in order), and the inherited inbox subscriptions start in catch-up.
+func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
+	user := string(cl.Properties.Username)
+	persistent := !pk.Connect.Clean
+	if cl.Properties.ProtocolVersion == 5 {
+		persistent = cl.Properties.Props.SessionExpiryInterval > 0
+	}
+	var sess *session
+	if old := h.session(cl); old != nil && !pk.Connect.Clean {
+		sess = old
+	} else {
+		sess = &session{id: cl.ID, user: user, cursors: map[string]*watermark{}, gates: map[string]*gate{}}
+		sess.fresh = pk.Connect.Clean
+		h.sessions.Store(cl.ID, sess)
+	}
+	sess.mu.Lock()
+	sess.cl = cl
+	sess.user = user
+	sess.admin = h.isAdmin(user)
+	sess.persistent = persistent && !sess.admin
+	sess.inflight = map[uint16]protocol.Header{}
+	sess.ackWait = make(chan struct{})
+	if h.cfg.Rate > 0 {
+		sess.limiter = rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst)
+	}
+	sess.mu.Unlock()
+
+	existing, ok := h.srv.Clients.Get(cl.ID)
+	if !ok || pk.Connect.Clean || existing == cl {
+		return
+	}
+	dropInboxInflights(existing)
+	for filter, sub := range existing.State.Subscriptions.GetAll() {
+		if isInboxTopic(filter) && sess.persistent {
+			h.openGate(sess, cl, filter, sub.Qos)
+		}
+	}
+}
+
+// OnSessionEstablished starts catch-up of the inherited subscriptions.
+func (h *Inbox) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	sess := h.session(cl)
+	if sess == nil {
+		return
+	}
+	sess.mu.Lock()
+	var gs []*gate
+	for _, g := range sess.gates {
+		if g.cl == cl {
+			gs = append(gs, g)
+		}
+	}
+	sess.mu.Unlock()
+	for _, g := range gs {
+		h.startCatchup(g)
+	}
+}
+
+func isInboxTopic(topic string) bool {
+	return strings.HasPrefix(topic, protocol.UserPrefix) || strings.HasPrefix(topic, protocol.GroupPrefix)
+}
+
+// dropInboxInflights removes unacknowledged inbox deliveries from a client's
+// mochi inflight store.
+func dropInboxInflights(cl *mqtt.Client) {
+	for _, pk := range cl.State.Inflight.GetAll(false) {
+		if pk.FixedHeader.Type == packets.Publish && isInboxTopic(pk.TopicName) {
+			cl.State.Inflight.Delete(pk.PacketID)
+		}
+	}
+}
+
+// OnDisconnect ends the connection's deliveries: unacknowledged inbox
+// deliveries are dropped (catch-up resends them), cursors are flushed soon.
+func (h *Inbox) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	sess := h.session(cl)
+	if sess == nil {
+		return
+	}
+	sess.mu.Lock()
+	if sess.cl != cl { // taken over: the new connection owns the session now
+		sess.mu.Unlock()
+		return
+	}
+	sess.inflight = map[uint16]protocol.Header{}
+	close(sess.ackWait) // wake catch-ups so they see the client is gone
+	sess.ackWait = make(chan struct{})
+	sess.mu.Unlock()
+	if !cl.IsTakenOver() {
+		dropInboxInflights(cl)
+	}
+	if expire && !cl.IsTakenOver() {
+		h.sessions.CompareAndDelete(cl.ID, sess)
+	}
+}
+
+// OnClientExpired forgets an expired persistent session.
+func (h *Inbox) OnClientExpired(cl *mqtt.Client) {
+	if sess := h.session(cl); sess != nil {
+		sess.mu.Lock()
+		mine := sess.cl == cl
+		sess.mu.Unlock()
+		if mine {
+			h.sessions.CompareAndDelete(cl.ID, sess)
+		}
+	}
+}
+
+// OnSubscribe puts each inbox subscription of a persistent session into
+// catch-up before mochi adds it, so that no live delivery overtakes the
+// stored backlog. A repeated subscription is removed first, so that the
+// Auth hook sees a new subscription and authorises it.
+func (h *Inbox) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	sess := h.session(cl)
+	if sess == nil {
+		return pk
+	}
+	for _, sub := range pk.Filters {
+		if !isInboxTopic(sub.Filter) {
+			continue
+		}
+		if _, ok := cl.State.Subscriptions.Get(sub.Filter); ok {
+			h.srv.Topics.Unsubscribe(sub.Filter, cl.ID)
+			cl.State.Subscriptions.Delete(sub.Filter)
+		}
+		if sess.persistent && !strings.ContainsAny(sub.Filter, "+#") {
+			h.openGate(sess, cl, sub.Filter, sub.Qos)
+		}
+	}
+	return pk
+}
+
+// OnSubscribed starts the catch-ups of granted subscriptions and drops the
+// gates of refused ones.
+func (h *Inbox) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	sess := h.session(cl)
+	if sess == nil {
+		return
+	}
+	for i, sub := range pk.Filters {
+		sess.mu.Lock()
+		g := sess.gates[sub.Filter]
+		sess.mu.Unlock()
+		if g == nil || g.cl != cl || g.live.Load() {
+			continue
+		}
+		if i < len(codes) && codes[i] < 0x80 {
+			h.startCatchup(g)
+		} else {
+			h.closeGate(g)
+		}
+	}
+}
+
+// OnUnsubscribed stops catch-ups of removed subscriptions.
+func (h *Inbox) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	sess := h.session(cl)
+	if sess == nil {
+		return
+	}
+	for _, sub := range pk.Filters {
+		sess.mu.Lock()
+		g := sess.gates[sub.Filter]
+		sess.mu.Unlock()
+		if g != nil {
+			h.closeGate(g)
+		}
+	}
+}
+
+// AllowDelivery implements DeliveryGate. It runs on the publisher's goroutine
+// for every subscriber of a topic: it refuses deliveries to connections that
+// are gone (persistent sessions catch up from the store instead of piling up
+// in mochi's inflight store), to subscriptions still catching up, and
+// disconnects subscribers whose unacknowledged deliveries overflow.
+func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
+	if cl.Closed() {
+		return false
+	}
+	if !isInboxTopic(topic) {
+		return true
+	}
+	if cl.State.Inflight.Len() >= h.cfg.MaxInflight {
+		h.slowConsumer(cl, "inflight window full")
+		return false
+	}
+	sess := h.session(cl)
+	if sess == nil {
+		return true
+	}
+	sess.mu.Lock()
+	g := sess.gates[topic]
+	sess.mu.Unlock()
+	return g == nil || g.live.Load()
+}
+
+// OnPublishDropped disconnects a subscriber whose outbound queue overflowed:
+// mochi dropped an entry for it, and catch-up on its return is the only way
+// it gets it.
+func (h *Inbox) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if isInboxTopic(pk.TopicName) {
+		h.slowConsumer(cl, "outbound queue full")
+	}
+}
+
+func (h *Inbox) slowConsumer(cl *mqtt.Client, why string) {
+	if cl.Closed() {
+		return
+	}
+	h.metrics.SlowConsumers.Inc()
+	h.log.Warn("disconnecting slow consumer", "client", cl.ID, "reason", why)
+	cl.Stop(packets.ErrQuotaExceeded)
+}
+
+// OnQosPublish remembers which entry each outbound packet id carries, so
+// that its PUBACK can move the device's cursor and produce a receipt.
+func (h *Inbox) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish || !isInboxTopic(pk.TopicName) {
+		return
+	}
+	hd, ok := protocol.PeekHeader(pk.Payload)
+	if !ok || hd.Seq == 0 {
+		return
+	}
+	if sess := h.session(cl); sess != nil {
+		sess.mu.Lock()
+		if sess.cl == cl {
+			sess.inflight[pk.PacketID] = hd
+		}
+		sess.mu.Unlock()
+	}
+}
+
+// OnQosDropped forgets a delivery mochi gave up on.
+func (h *Inbox) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if sess := h.session(cl); sess != nil {
+		sess.mu.Lock()
+		delete(sess.inflight, pk.PacketID)
+		sess.mu.Unlock()
+	}
+}
+
+// OnQosComplete handles a subscriber's PUBACK: the device's cursor moves, and
+// the first acknowledgement of a message by its recipient queues a delivered
+// receipt for the sender. Runs on the subscriber's goroutine; never blocks.
+func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	sess := h.session(cl)
+	if sess == nil {
+		return
+	}
+	if sess.inboundAck {
+		// mochi reports its own PUBACK of the client's publish here too.
+		sess.inboundAck = false
+		return
+	}
+	sess.mu.Lock()
+	hd, ok := sess.inflight[pk.PacketID]
+	if ok {
+		delete(sess.inflight, pk.PacketID)
+		close(sess.ackWait)
+		sess.ackWait = make(chan struct{})
+	}
+	var moved bool
+	var at int64
+	if ok && sess.persistent {
+		if wm := sess.cursors[hd.Inbox]; wm != nil && wm.ack(hd.Seq) {
+			moved, at = true, wm.w
+		}
+	}
+	sess.mu.Unlock()
+	if !ok {
+		return
+	}
+	h.metrics.Acked.Inc()
+	if moved {
+		h.cursorMu.Lock()
+		h.dirty[cursorKey{sess.id, hd.Inbox}] = at
+		h.cursorMu.Unlock()
+	}
+	if hd.Type == protocol.TypeMsg && hd.From != sess.user && hd.Inbox == protocol.UserInbox(sess.user) {
+		select {
+		case h.receipts <- ackEvent{to: hd.From, by: sess.user, inbox: hd.Inbox, id: hd.ID, seq: hd.Seq}:
+		default:
+			h.metrics.ReceiptsLost.Inc()
+		}
+	}
+}
+
+// OnPublish stamps, checks and stores what a client publishes into an inbox,
+// before mochi sends the PUBACK: the commit is the one wait on this
+// goroutine, and it is what makes the PUBACK mean "stored". The stored
+// entries are delivered in OnPublished, after the PUBACK.
+func (h *Inbox) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	sess := h.session(cl)
+	if sess == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	sess.pending = sess.pending[:0]
+	sess.inboundAck = pk.FixedHeader.Qos == 1
+	t, ok := protocol.ParseTopic(pk.TopicName)
+	if !ok {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: "no such inbox"})
+	}
+	switch t.Kind {
+	case protocol.KindOther:
+		if sess.admin {
+			return pk, nil // plain MQTT for administrators
+		}
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "topics outside u/, g/ and p/ are for administrators"})
+	case protocol.KindUser:
+		return h.publishDM(cl, sess, pk, t)
+	case protocol.KindPresence:
+		if sess.admin || t.ID == sess.user {
+			return pk, nil
+		}
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "presence of another user"})
+	}
+	return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: "no such inbox"})
+}
+
+func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t protocol.Topic) (packets.Packet, error) {
+	start := h.now()
+	if len(pk.Payload) > h.cfg.MaxPayload {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeTooLarge})
+	}
+	sess.mu.Lock()
+	lim := sess.limiter
+	sess.mu.Unlock()
+	if lim != nil && !lim.Allow() {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeRateLimited})
+	}
+	sub, err := protocol.ParseSubmission(pk.Payload)
+	if err != nil {
+		return h.refuse(cl, sess, pk, err)
+	}
+	switch sub.Type {
+	case protocol.TypeTyping:
+		sess.pending = append(sess.pending, protocol.Entry{Inbox: t.String(), From: sess.user, To: t.ID,
+			TS: start.UnixMilli(), Type: protocol.TypeTyping})
+		sess.pendingQoS = 0
+		h.metrics.Live.WithLabelValues(protocol.TypeTyping).Inc()
+		return pk, packets.CodeSuccessIgnore
+	case protocol.TypeRead:
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "read markers are not supported yet"})
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable, Detail: err.Error()})
+	}
+	m := storage.Message{ID: id.String(), From: sess.user, To: t.ID, TS: start.UnixMilli(), Type: protocol.TypeMsg,
+		Cid: sub.Cid, Data: sub.Body, Inboxes: []string{t.String()}}
+	if t.ID != sess.user && !sess.admin {
+		m.Inboxes = append(m.Inboxes, protocol.UserInbox(sess.user)) // the sender's copy
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	es, dup, err := h.store.Append(ctx, m)
+	cancel()
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: "no user " + t.ID})
+	case err != nil:
+		h.log.Warn("store message", "client", cl.ID, "error", err)
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
+	}
+	h.metrics.StoreLatency.Observe(time.Since(start).Seconds())
+	if !dup {
+		// A repeat of a stored message is acknowledged but not delivered
+		// again: its first delivery happened, or catch-up brings it.
+		h.metrics.Stored.WithLabelValues(protocol.TypeMsg).Inc()
+		sess.pending = append(sess.pending, es...)
+		sess.pendingQoS = 1
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// refuse reports a refused publish. MQTT 5 clients publishing at QoS 1 or 2
+// get the reason code in their PUBACK. Others (MQTT 3.1.1, and QoS 0, which
+// has no PUBACK) get an error entry in their own inbox, after a plain PUBACK.
+// When the store is unavailable a 3.1.1 client is disconnected without
+// PUBACK instead, so that it publishes again after reconnecting.
+func (h *Inbox) refuse(cl *mqtt.Client, sess *session, pk packets.Packet, err error) (packets.Packet, error) {
+	var pe *protocol.Error
+	if !errors.As(err, &pe) {
+		pe = &protocol.Error{Code: protocol.CodeUnavailable, Detail: err.Error()}
+	}
+	h.metrics.Refused.WithLabelValues(codeLabel(pe.Code)).Inc()
+	reason := pe.Error()
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		sess.inboundAck = false
+		return pk, packets.Code{Code: byte(pe.Code), Reason: reason}
+	}
+	if pe.Code == protocol.CodeUnavailable {
+		sess.inboundAck = false
+		cl.Stop(packets.ErrServerUnavailable)
+		return pk, packets.ErrRejectPacket
+	}
+	if !sess.admin {
+		e, serr := h.storeError(sess.user, pe.Code, reason, pk.TopicName, cidOf(pk.Payload))
+		if serr != nil {
+			h.log.Warn("store error entry", "client", cl.ID, "error", serr)
+		} else {
+			sess.pending = append(sess.pending, e)
+			sess.pendingQoS = 1
+		}
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+func codeLabel(c protocol.Code) string {
+	const hex = "0123456789abcdef"
+	return "0x" + string([]byte{hex[c>>4], hex[c&0xf]})
+}
+
+// cidOf returns the cid of a payload, if it has one, for error entries.
+func cidOf(p []byte) string {
+	if !bytes.Contains(p, []byte(`"cid"`)) {
+		return ""
+	}
+	var v struct {
+		Cid string `json:"cid"`
+	}
+	if json.Unmarshal(p, &v) != nil || len(v.Cid) > protocol.MaxCidLen {
+		return ""
+	}
+	return v.Cid
+}
+
+func (h *Inbox) storeError(user string, code protocol.Code, reason, topic, cid string) (protocol.Entry, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return protocol.Entry{}, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	defer cancel()
+	es, _, err := h.store.Append(ctx, storage.Message{ID: id.String(), From: user, To: user, TS: h.now().UnixMilli(),
+		Type: protocol.TypeError, Cid: cid, Data: protocol.ErrorData(code, reason, topic),
+		Inboxes: []string{protocol.UserInbox(user)}})
+	if err != nil {
+		return protocol.Entry{}, err
+	}
+	h.metrics.Stored.WithLabelValues(protocol.TypeError).Inc()
+	return es[0], nil
+}
+
+// OnPublished delivers what OnPublish stored, after mochi sent the PUBACK.
+func (h *Inbox) OnPublished(cl *mqtt.Client, _ packets.Packet) {
+	if cl.Net.Inline {
+		return
+	}
+	sess := h.session(cl)
+	if sess == nil || len(sess.pending) == 0 {
+		return
+	}
+	for _, e := range sess.pending {
+		h.deliver(e, sess.pendingQoS)
+	}
+	sess.pending = sess.pending[:0]
+}
+
+// deliver hands a stored entry to the broker for its inbox's live
+// subscribers. Devices catching up on the inbox are told first, so that they
+// read it from the store before going live.
+func (h *Inbox) deliver(e protocol.Entry, qos byte) {
+	if e.Seq > 0 {
+		h.regMu.Lock()
+		for _, g := range h.catching[e.Inbox] {
+			g.dirty = true
+			if g.first == 0 || e.Seq < g.first {
+				g.first = e.Seq
+			}
+		}
+		h.regMu.Unlock()
+	}
+	if err := h.srv.Publish(e.Inbox, e.AppendJSON(nil), false, qos); err != nil {
+		h.log.Warn("deliver", "inbox", e.Inbox, "seq", e.Seq, "error", err)
+	}
+}

@@ -1,0 +1,52 @@
+package hooks
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the Inbox hook's Prometheus collectors.
+type Metrics struct {
+	Stored         *prometheus.CounterVec // entries stored, by type
+	Refused        *prometheus.CounterVec // refused publishes, by reason code
+	Live           *prometheus.CounterVec // live-only entries forwarded (typing), by type
+	Acked          prometheus.Counter     // deliveries acknowledged by subscribers
+	StoreLatency   prometheus.Histogram   // publish received → stored
+	Catchups       prometheus.Counter     // catch-ups started
+	CatchupEntries prometheus.Counter     // entries sent by catch-up
+	Receipts       prometheus.Counter     // delivered receipts stored
+	ReceiptsLost   prometheus.Counter     // receipt events dropped because the queue was full
+	SlowConsumers  prometheus.Counter     // subscribers disconnected because their queue overflowed
+	CursorErrors   prometheus.Counter     // failed cursor flushes
+}
+
+// NewMetrics creates the collectors and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Stored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_entries_stored_total",
+			Help: "Entries stored in inboxes, by type (a DM counts once, not per copy)."}, []string{"type"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_publish_refused_total",
+			Help: "Publishes refused, by MQTT reason code."}, []string{"code"}),
+		Live: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_live_forwarded_total",
+			Help: "Live-only entries (never stored) forwarded, by type."}, []string{"type"}),
+		Acked: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_deliveries_acked_total",
+			Help: "Inbox deliveries acknowledged by a subscriber's PUBACK."}),
+		StoreLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_publish_store_seconds",
+			Help:    "Time from a publish arriving to its entries being committed.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+		Catchups: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_catchups_total",
+			Help: "Catch-ups of persistent sessions started."}),
+		CatchupEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_catchup_entries_total",
+			Help: "Entries sent to devices by catch-up."}),
+		Receipts: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_receipts_total",
+			Help: "Delivered receipts stored."}),
+		ReceiptsLost: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_receipt_events_dropped_total",
+			Help: "Acknowledgements that produced no receipt because the receipt queue was full."}),
+		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_slow_consumers_disconnected_total",
+			Help: "Subscribers disconnected because their outbound queue or inflight window overflowed."}),
+		CursorErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cursor_flush_errors_total",
+			Help: "Failed writes of delivery cursors (retried)."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
+			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors)
+	}
+	return m
+}

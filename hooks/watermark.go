@@ -1,0 +1,47 @@
+package hooks
+
+// watermark tracks the highest seq below which every seq has been seen, from
+// acknowledgements that may arrive out of order.
+type watermark struct {
+	w     int64              // every seq ≤ w is acknowledged
+	above map[int64]struct{} // acknowledged seqs > w+1
+}
+
+// maxAbove bounds the out-of-order set. Past it the set is dropped: the
+// watermark stays where it is, which can only cause redelivery, never loss.
+const maxAbove = 4096
+
+// ack records seq and reports whether the watermark moved.
+func (m *watermark) ack(seq int64) bool {
+	if seq <= m.w {
+		return false
+	}
+	if seq != m.w+1 {
+		if m.above == nil {
+			m.above = map[int64]struct{}{}
+		}
+		if len(m.above) >= maxAbove {
+			clear(m.above)
+		}
+		m.above[seq] = struct{}{}
+		return false
+	}
+	m.w = seq
+	for {
+		if _, ok := m.above[m.w+1]; !ok {
+			break
+		}
+		delete(m.above, m.w+1)
+		m.w++
+	}
+	return true
+}
+
+// seen reports whether seq has been acknowledged.
+func (m *watermark) seen(seq int64) bool {
+	if seq <= m.w {
+		return true
+	}
+	_, ok := m.above[seq]
+	return ok
+}

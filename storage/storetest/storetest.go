@@ -22,8 +22,8 @@ import (
 // closes it.
 func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	tests := map[string]func(t *testing.T, s storage.Store){
-		"users":                 testUsers,
-		"tokens":                testTokens,
+		"users":                  testUsers,
+		"tokens":                 testTokens,
 		"append numbers inboxes": testAppendSeq,
 		"append unknown inbox":   testAppendUnknownInbox,
 		"append idempotent":      testAppendIdempotent,

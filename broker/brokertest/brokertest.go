@@ -92,6 +92,12 @@ func Start(t testing.TB, o Options) *Node {
 	return n
 }
 
+// Remote returns a Node for a Parley running elsewhere (another process),
+// for the client helpers. It has no Srv or Store.
+func Remote(t testing.TB, mqttAddr, httpURL string) *Node {
+	return &Node{T: t, MQTT: mqttAddr, HTTP: httpURL, closed: true}
+}
+
 // Stop drains the node and closes its store. Safe to call twice.
 func (n *Node) Stop() {
 	if n.closed {

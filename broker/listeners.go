@@ -158,11 +158,20 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 
 func (ws *wsConn) Close() error { return ws.c.Close() }
 
+// SetDeadline sets both deadlines. mochi calls it from the read goroutine
+// while the write loop writes, and gorilla's write deadline is not safe
+// for concurrent use, hence the lock.
 func (ws *wsConn) SetDeadline(t time.Time) error {
 	if err := ws.c.SetReadDeadline(t); err != nil {
 		return err
 	}
+	return ws.SetWriteDeadline(t)
+}
+
+func (ws *wsConn) SetReadDeadline(t time.Time) error { return ws.c.SetReadDeadline(t) }
+
+func (ws *wsConn) SetWriteDeadline(t time.Time) error {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
 	return ws.c.SetWriteDeadline(t)
 }
-func (ws *wsConn) SetReadDeadline(t time.Time) error  { return ws.c.SetReadDeadline(t) }
-func (ws *wsConn) SetWriteDeadline(t time.Time) error { return ws.c.SetWriteDeadline(t) }

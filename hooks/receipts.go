@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,6 +77,10 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 		}
 		groups[k] = append(groups[k], ev.id)
 	}
+	// Store the receipts concurrently, so that group commit takes them in a
+	// few transactions instead of one commit after another.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
 	for _, k := range order {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -84,21 +89,33 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 		}
 		m := storage.Message{ID: id.String(), From: k.by, To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt,
 			Data: protocol.ReceiptData("delivered", k.by, k.inbox, groups[k]), Inboxes: []string{protocol.UserInbox(k.to)}}
-		var es []protocol.Entry
-		for attempt := 0; ; attempt++ {
-			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-			es, _, err = h.store.Append(ctx, m)
-			cancel()
-			if err == nil || attempt == 5 || h.closed.Load() {
-				break
-			}
-			time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
-		}
-		if err != nil {
-			h.log.Warn("store receipt", "to", k.to, "by", k.by, "error", err)
-			continue
-		}
-		h.metrics.Receipts.Inc()
-		h.deliver(es[0], 1)
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			h.storeReceipt(m)
+		}()
 	}
+	wg.Wait()
+}
+
+func (h *Inbox) storeReceipt(m storage.Message) {
+	var es []protocol.Entry
+	var err error
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		es, _, err = h.store.Append(ctx, m)
+		cancel()
+		if err == nil || attempt == 5 || h.closed.Load() {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		h.log.Warn("store receipt", "to", m.To, "by", m.From, "error", err)
+		return
+	}
+	h.metrics.Receipts.Inc()
+	h.deliver(es[0], 1)
 }

@@ -128,6 +128,9 @@ type V5Options struct {
 	ManualAck     bool // acknowledge with Ack; the default acknowledges on receipt
 	Will          *paho.WillMessage
 	KeepAlive     uint16
+	// ReceiveMaximum is announced in CONNECT; paho allocates a queue of
+	// this size per client, so clients in bulk should keep it small.
+	ReceiveMaximum uint16
 }
 
 // DialV5 connects an MQTT 5 client and returns it with the CONNACK; a
@@ -156,6 +159,9 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	cp := &paho.Connect{ClientID: clientID, Username: user, UsernameFlag: true, Password: []byte(secret), PasswordFlag: true,
 		CleanStart: o.CleanStart, KeepAlive: ka, WillMessage: o.Will,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}}
+	if o.ReceiveMaximum > 0 {
+		cp.Properties.ReceiveMaximum = &o.ReceiveMaximum
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ack, err := c.Connect(ctx, cp)

@@ -151,34 +151,64 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.OpTimeout)
 	defer cancel()
 
-	tx, err := w.s.pool.Begin(ctx)
-	if err != nil {
-		return reqs, err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-
-	// 1. Idempotency: which (sender, cid) pairs are stored already, and which
-	// repeat inside this batch.
+	// Which (sender, cid) pairs repeat inside this batch, and which inboxes
+	// the batch may touch.
 	var senders, cids []string
 	first := map[dedupKey]*appendReq{}
 	followers := map[*appendReq]*appendReq{}
+	touched := map[string]bool{}
 	for _, r := range reqs {
-		if !r.m.Idempotent() {
-			continue
+		if r.m.Idempotent() {
+			k := dedupKey{r.m.From, r.m.Cid}
+			if f, ok := first[k]; ok {
+				followers[r] = f
+				continue
+			}
+			first[k] = r
+			senders, cids = append(senders, k.sender), append(cids, k.cid)
 		}
-		k := dedupKey{r.m.From, r.m.Cid}
-		if f, ok := first[k]; ok {
-			followers[r] = f
-			continue
+		for _, in := range r.m.Inboxes {
+			touched[in] = true
 		}
-		first[k] = r
-		senders, cids = append(senders, k.sender), append(cids, k.cid)
+	}
+	ids := make([]string, 0, len(touched))
+	for id := range touched {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+
+	conn, err := w.s.pool.Acquire(ctx)
+	if err != nil {
+		return reqs, err
+	}
+	// A connection left inside a transaction is closed by the pool on release.
+	defer conn.Release()
+	committed := false
+	defer func() {
+		if !committed {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck // best effort; the error that matters is returned
+		}
+	}()
+
+	// Round trip 1: begin, look up stored idempotency keys, and lock the
+	// inbox counters in sorted order (no deadlock between writers).
+	var b1 pgx.Batch
+	b1.Queue("BEGIN")
+	if len(senders) > 0 {
+		b1.Queue(`SELECT d.sender, d.cid, d.id::text FROM dedup d
+			JOIN unnest($1::text[], $2::text[]) AS k(sender, cid) ON d.sender = k.sender AND d.cid = k.cid`, senders, cids)
+	}
+	b1.Queue("SELECT id, last_seq FROM inboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
+	br := conn.SendBatch(ctx, &b1)
+	if _, err := br.Exec(); err != nil {
+		br.Close()
+		return reqs, err
 	}
 	stored := map[dedupKey]string{} // key -> message id stored earlier
 	if len(senders) > 0 {
-		rows, err := tx.Query(ctx, `SELECT d.sender, d.cid, d.id::text FROM dedup d
-			JOIN unnest($1::text[], $2::text[]) AS k(sender, cid) ON d.sender = k.sender AND d.cid = k.cid`, senders, cids)
+		rows, err := br.Query()
 		if err != nil {
+			br.Close()
 			return reqs, err
 		}
 		for rows.Next() {
@@ -186,18 +216,51 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			var id string
 			if err := rows.Scan(&k.sender, &k.cid, &id); err != nil {
 				rows.Close()
+				br.Close()
 				return reqs, err
 			}
 			stored[k] = id
 		}
 		if err := rows.Err(); err != nil {
+			br.Close()
 			return reqs, err
 		}
 	}
+	next := map[string]int64{}
+	rows, err := br.Query()
+	if err != nil {
+		br.Close()
+		return reqs, err
+	}
+	for rows.Next() {
+		var id string
+		var last int64
+		if err := rows.Scan(&id, &last); err != nil {
+			rows.Close()
+			br.Close()
+			return reqs, err
+		}
+		next[id] = last
+	}
+	if err := rows.Err(); err != nil {
+		br.Close()
+		return reqs, err
+	}
+	if err := br.Close(); err != nil {
+		return reqs, err
+	}
+	var missing map[string]bool
+	if len(next) < len(ids) {
+		missing = map[string]bool{}
+		for _, id := range ids {
+			if _, ok := next[id]; !ok {
+				missing[id] = true
+			}
+		}
+	}
 
-	// 2. The requests that store something new, and the inboxes they touch.
+	// The requests that store something new.
 	var fresh []*appendReq
-	counts := map[string]int64{}
 	for _, r := range reqs {
 		if _, ok := followers[r]; ok {
 			continue
@@ -208,48 +271,9 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			}
 		}
 		fresh = append(fresh, r)
-		for _, in := range r.m.Inboxes {
-			counts[in]++
-		}
 	}
 
-	// 3. Lock the counters in sorted order (no deadlock between writers) and
-	// read them. Inboxes that do not exist fail their requests.
-	next := map[string]int64{}
-	var missing map[string]bool
-	if len(counts) > 0 {
-		ids := make([]string, 0, len(counts))
-		for id := range counts {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		rows, err := tx.Query(ctx, "SELECT id, last_seq FROM inboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
-		if err != nil {
-			return reqs, err
-		}
-		for rows.Next() {
-			var id string
-			var last int64
-			if err := rows.Scan(&id, &last); err != nil {
-				rows.Close()
-				return reqs, err
-			}
-			next[id] = last
-		}
-		if err := rows.Err(); err != nil {
-			return reqs, err
-		}
-		if len(next) < len(ids) {
-			missing = map[string]bool{}
-			for _, id := range ids {
-				if _, ok := next[id]; !ok {
-					missing[id] = true
-				}
-			}
-		}
-	}
-
-	// 4. Number the new entries and write them with the counters.
+	// Number the new entries.
 	n := 0
 	for _, r := range fresh {
 		n += len(r.m.Inboxes)
@@ -288,30 +312,33 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			dSender, dCid, dID = append(dSender, r.m.From), append(dCid, r.m.Cid), append(dID, r.m.ID)
 		}
 	}
+	// Round trip 2: counters, entries, idempotency keys, commit.
+	var b2 pgx.Batch
 	if len(eInbox) > 0 {
-		var b pgx.Batch
 		ids, seqs := make([]string, 0, len(next)), make([]int64, 0, len(next))
 		for id, seq := range next {
-			if !missing[id] {
-				ids, seqs = append(ids, id), append(seqs, seq)
-			}
+			ids, seqs = append(ids, id), append(seqs, seq)
 		}
-		b.Queue(`UPDATE inboxes SET last_seq = d.seq FROM unnest($1::text[], $2::bigint[]) AS d(id, seq) WHERE inboxes.id = d.id`, ids, seqs)
-		b.Queue(`INSERT INTO entries (inbox, seq, id, sender, recipient, ts, kind, cid, data)
+		b2.Queue(`UPDATE inboxes SET last_seq = d.seq FROM unnest($1::text[], $2::bigint[]) AS d(id, seq)
+			WHERE inboxes.id = d.id AND inboxes.last_seq <> d.seq`, ids, seqs)
+		b2.Queue(`INSERT INTO entries (inbox, seq, id, sender, recipient, ts, kind, cid, data)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bytea[])`,
 			eInbox, eSeq, eID, eSender, eTo, eTS, eKind, eCid, eData)
 		if len(dSender) > 0 {
-			b.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
-		}
-		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
-			return reqs, err
+			b2.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
 		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	b2.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, &b2).Close(); err != nil {
 		return reqs, err
 	}
+	if conn.Conn().PgConn().TxStatus() != 'I' {
+		// COMMIT of a failed transaction answers ROLLBACK without an error.
+		return reqs, errors.New("commit: transaction rolled back")
+	}
+	committed = true
 
-	// 5. Answer: new entries, inboxes that do not exist, and duplicates (read
+	// Answer: new entries, inboxes that do not exist, and duplicates (read
 	// back after the commit; the first copy may have come in this batch).
 	for r, es := range results {
 		w.answer(r, es, false, nil)

@@ -2,8 +2,6 @@
 
 GO        ?= go
 BIN       := bin
-PARLEY_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/parley?sslmode=disable
-export PARLEY_DATABASE_URL
 
 .PHONY: help run build test test-race test-short bench lint fmt vet tidy clean
 
@@ -13,10 +11,10 @@ help: ## Show the targets.
 build: ## Build bin/parley and the load tools.
 	$(GO) build -o $(BIN)/parley ./cmd/parley
 
-run: build ## Run Parley with configs/parley.yaml (MQTT :1883, WebSocket :8083, HTTP :8080).
+run: build ## Run Parley with configs/parley.yaml (embedded store in ./data; MQTT :1883, WebSocket :8083, HTTP :8080).
 	./$(BIN)/parley -config configs/parley.yaml
 
-test: vet ## Run every test (race detector on) against the local Postgres.
+test: vet ## Run every test (race detector on), on the embedded store and the local Postgres.
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 test-short: ## Run the tests without the race detector.

@@ -40,8 +40,10 @@ func msgs(t *testing.T, ms []brokertest.Msg) []protocol.Header {
 	return out
 }
 
-func TestDirectMessage(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestDirectMessage(t *testing.T) { forEachStore(t, testDirectMessage) }
+
+func testDirectMessage(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	bob := n.MustV5("bob", bt, "bob/phone", brokertest.V5Options{})
 	bob.Sub(t, "u/bob", 1)
@@ -82,8 +84,10 @@ func TestDirectMessage(t *testing.T) {
 	}
 }
 
-func TestIdempotentRetry(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestIdempotentRetry(t *testing.T) { forEachStore(t, testIdempotentRetry) }
+
+func testIdempotentRetry(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	bob := n.MustV5("bob", bt, "bob", brokertest.V5Options{})
 	bob.Sub(t, "u/bob", 1)
@@ -104,8 +108,10 @@ func TestIdempotentRetry(t *testing.T) {
 	}
 }
 
-func TestDeliveredReceipt(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestDeliveredReceipt(t *testing.T) { forEachStore(t, testDeliveredReceipt) }
+
+func testDeliveredReceipt(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
 	alice.Sub(t, "u/alice", 1)
@@ -157,8 +163,10 @@ func TestDeliveredReceipt(t *testing.T) {
 	}
 }
 
-func TestCatchupAfterOffline(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestCatchupAfterOffline(t *testing.T) { forEachStore(t, testCatchupAfterOffline) }
+
+func testCatchupAfterOffline(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
 
@@ -207,8 +215,10 @@ func TestCatchupAfterOffline(t *testing.T) {
 	}
 }
 
-func TestCatchupAfterRestart(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestCatchupAfterRestart(t *testing.T) { forEachStore(t, testCatchupAfterRestart) }
+
+func testCatchupAfterRestart(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	bob := n.MustV5("bob", bt, "bob/phone", persistent)
 	bob.Sub(t, "u/bob", 1)
@@ -223,7 +233,7 @@ func TestCatchupAfterRestart(t *testing.T) {
 	alice.Close()
 	n.Stop()
 
-	n2 := brokertest.Start(t, brokertest.Options{DBURL: n.DBURL})
+	n2 := brokertest.Start(t, brokertest.Options{Store: o.Store, DBURL: n.DBURL})
 	bob = n2.MustV5("bob", bt, "bob/phone", persistent)
 	if bob.Connack.SessionPresent {
 		t.Fatal("a restarted broker reported a session present")
@@ -235,8 +245,10 @@ func TestCatchupAfterRestart(t *testing.T) {
 	}
 }
 
-func TestHistoryAPI(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestHistoryAPI(t *testing.T) { forEachStore(t, testHistoryAPI) }
+
+func testHistoryAPI(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
 	for i := 1; i <= 7; i++ {
@@ -293,8 +305,10 @@ func TestHistoryAPI(t *testing.T) {
 	}
 }
 
-func TestAccounts(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestAccounts(t *testing.T) { forEachStore(t, testAccounts) }
+
+func testAccounts(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	n.User("alice")
 	cases := map[string]struct {
 		path string
@@ -327,8 +341,10 @@ func TestAccounts(t *testing.T) {
 	}
 }
 
-func TestConnectAndACL(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestConnectAndACL(t *testing.T) { forEachStore(t, testConnectAndACL) }
+
+func testConnectAndACL(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 
 	// Bad credentials and foreign client ids are refused with precise codes.
@@ -403,8 +419,10 @@ func TestConnectAndACL(t *testing.T) {
 	}
 }
 
-func TestErrorsV5(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{Config: brokertestConfig()})
+func TestErrorsV5(t *testing.T) { forEachStore(t, testErrorsV5) }
+
+func testErrorsV5(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, withConfig(o, brokertestConfig()))
 	at := n.User("alice")
 	n.User("bob")
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
@@ -436,7 +454,7 @@ func TestErrorsV5(t *testing.T) {
 	t.Run("rate limited", func(t *testing.T) {
 		cfg := brokertestConfig()
 		cfg.Inbox.Rate, cfg.Inbox.Burst = 1, 3
-		n := brokertest.Start(t, brokertest.Options{Config: cfg})
+		n := brokertest.Start(t, withConfig(o, cfg))
 		at := n.User("alice")
 		n.User("bob")
 		alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
@@ -450,8 +468,10 @@ func TestErrorsV5(t *testing.T) {
 	})
 }
 
-func TestErrorsV3(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{Config: brokertestConfig()})
+func TestErrorsV3(t *testing.T) { forEachStore(t, testErrorsV3) }
+
+func testErrorsV3(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, withConfig(o, brokertestConfig()))
 	at := n.User("alice")
 	n.User("bob")
 	alice := n.MustV3("alice", at, "alice", true)
@@ -533,7 +553,11 @@ func TestStoreOutage(t *testing.T) {
 }
 
 func TestGaplessUnderConcurrentSenders(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+	forEachStore(t, testGaplessUnderConcurrentSenders)
+}
+
+func testGaplessUnderConcurrentSenders(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	bt := n.User("bob")
 	bob := n.MustV5("bob", bt, "bob", brokertest.V5Options{})
 	bob.Sub(t, "u/bob", 1)
@@ -569,8 +593,10 @@ func TestGaplessUnderConcurrentSenders(t *testing.T) {
 	}
 }
 
-func TestWebSocket(t *testing.T) {
-	n := brokertest.Start(t, brokertest.Options{})
+func TestWebSocket(t *testing.T) { forEachStore(t, testWebSocket) }
+
+func testWebSocket(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
 	at, bt := n.User("alice"), n.User("bob")
 	bob := n.MustWS(t, "bob", bt, "bob/web")
 	bob.Sub(t, "u/bob", 1)
@@ -585,10 +611,14 @@ func TestWebSocket(t *testing.T) {
 }
 
 func TestSlowConsumerIsDisconnectedAndCatchesUp(t *testing.T) {
+	forEachStore(t, testSlowConsumerIsDisconnectedAndCatchesUp)
+}
+
+func testSlowConsumerIsDisconnectedAndCatchesUp(t *testing.T, o brokertest.Options) {
 	cfg := brokertestConfig()
 	cfg.Inbox.Rate = -1
 	cfg.Inbox.MaxInflight = 8
-	n := brokertest.Start(t, brokertest.Options{Config: cfg})
+	n := brokertest.Start(t, withConfig(o, cfg))
 	at, bt := n.User("alice"), n.User("bob")
 	// bob never acknowledges: after 8 unacknowledged deliveries he is cut off.
 	bob := n.MustV5("bob", bt, "bob/phone", brokertest.V5Options{SessionExpiry: 3600, ManualAck: true})

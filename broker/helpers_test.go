@@ -3,6 +3,8 @@ package broker_test
 import (
 	"testing"
 
+	"github.com/parleychat/parley/broker/brokertest"
+
 	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/storage/postgres/pgtest"
@@ -14,3 +16,16 @@ func brokertestConfig() broker.Config {
 }
 
 func brokertestDB(t *testing.T) string { return pgtest.NewDatabase(t) }
+
+// forEachStore runs an end-to-end test against every store kind, so that
+// the stores cannot drift apart.
+func forEachStore(t *testing.T, test func(t *testing.T, o brokertest.Options)) {
+	for _, kind := range brokertest.Stores {
+		t.Run(kind, func(t *testing.T) { test(t, brokertest.Options{Store: kind}) })
+	}
+}
+
+func withConfig(o brokertest.Options, cfg broker.Config) brokertest.Options {
+	o.Config = cfg
+	return o
+}

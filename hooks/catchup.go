@@ -107,17 +107,22 @@ func (h *Inbox) catchup(g *gate) bool {
 		if len(es) == h.cfg.CatchupBatch {
 			continue
 		}
-		// Caught up, unless something was stored meanwhile: decide under the
-		// registry lock, which deliver takes before it hands an entry over.
+		// Caught up, unless something was stored meanwhile. No delivery to
+		// this inbox is under way while the decision is made (deliver holds
+		// the delivery lock from marking the gate to the end of the fan-out).
+		dl := h.deliveryLock(g.inbox)
+		dl.Lock()
 		h.regMu.Lock()
 		if g.dirty {
 			g.dirty = false
 			h.regMu.Unlock()
+			dl.Unlock()
 			continue
 		}
 		g.live.Store(true)
 		h.unregister(g)
 		h.regMu.Unlock()
+		dl.Unlock()
 		h.log.Debug("caught up", "client", g.sess.id, "inbox", g.inbox, "seq", after)
 		return true
 	}

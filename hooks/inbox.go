@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -101,8 +102,13 @@ type Inbox struct {
 
 	sessions sync.Map // client id -> *session
 
-	regMu    sync.Mutex         // guards catching
-	catching map[string][]*gate // inbox -> gates of devices catching up on it
+	// delivering is held for reading by deliver from before it marks
+	// catching-up gates until the broker has fanned the entry out, and for
+	// writing by a catch-up going live; so an entry is either read by the
+	// catch-up or delivered live to it, never both, never neither.
+	delivering [64]sync.RWMutex
+	regMu      sync.Mutex         // guards catching
+	catching   map[string][]*gate // inbox -> gates of devices catching up on it
 
 	receipts chan ackEvent
 
@@ -678,6 +684,9 @@ func (h *Inbox) OnPublished(cl *mqtt.Client, _ packets.Packet) {
 // subscribers. Devices catching up on the inbox are told first, so that they
 // read it from the store before going live.
 func (h *Inbox) deliver(e protocol.Entry, qos byte) {
+	dl := h.deliveryLock(e.Inbox)
+	dl.RLock()
+	defer dl.RUnlock()
 	if e.Seq > 0 {
 		h.regMu.Lock()
 		for _, g := range h.catching[e.Inbox] {
@@ -691,4 +700,10 @@ func (h *Inbox) deliver(e protocol.Entry, qos byte) {
 	if err := h.srv.Publish(e.Inbox, e.AppendJSON(nil), false, qos); err != nil {
 		h.log.Warn("deliver", "inbox", e.Inbox, "seq", e.Seq, "error", err)
 	}
+}
+
+var lockSeed = maphash.MakeSeed()
+
+func (h *Inbox) deliveryLock(inbox string) *sync.RWMutex {
+	return &h.delivering[maphash.String(lockSeed, inbox)%uint64(len(h.delivering))]
 }

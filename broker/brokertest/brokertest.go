@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
 	"github.com/parleychat/parley/storage/postgres/pgtest"
+	"github.com/parleychat/parley/storage/sqlite"
 )
 
 // Admin is the administrator every test node has.
@@ -35,18 +37,30 @@ type Node struct {
 	Srv    *broker.Server
 	Store  storage.Store
 	DBURL  string
+	Kind   string // the store kind
 	MQTT   string // host:port
 	WS     string // host:port
 	HTTP   string // http://host:port
 	closed bool
 }
 
+// Store kinds a test node can run on.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+// Stores lists the store kinds end-to-end tests run against.
+var Stores = []string{Postgres, SQLite}
+
 // Options tune a test node.
 type Options struct {
-	// DBURL reuses a database (to restart a node on the same data); empty
-	// creates a fresh one.
+	// Store is Postgres (the default) or SQLite.
+	Store string
+	// DBURL reuses a database (a Postgres URL, or a SQLite file path) to
+	// restart a node on the same data; empty creates a fresh one.
 	DBURL string
-	// OpenStore opens the store; default Postgres at DBURL.
+	// OpenStore opens the store; default: the Store kind at DBURL.
 	OpenStore func(t testing.TB, url string) storage.Store
 	// Config is the broker configuration; addresses are set to free ports.
 	Config broker.Config
@@ -56,6 +70,20 @@ type Options struct {
 // test ends.
 func Start(t testing.TB, o Options) *Node {
 	t.Helper()
+	if o.Store == SQLite {
+		if o.DBURL == "" {
+			o.DBURL = filepath.Join(t.TempDir(), "parley.db")
+		}
+		if o.OpenStore == nil {
+			o.OpenStore = func(t testing.TB, path string) storage.Store {
+				s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path}, Logger(t, "store"))
+				if err != nil {
+					t.Fatalf("open store: %v", err)
+				}
+				return s
+			}
+		}
+	}
 	if o.DBURL == "" {
 		o.DBURL = pgtest.NewDatabase(t)
 	}
@@ -87,7 +115,7 @@ func Start(t testing.TB, o Options) *Node {
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{T: t, Srv: srv, Store: st, DBURL: o.DBURL, MQTT: srv.MQTTAddr(), WS: srv.WSAddr(), HTTP: "http://" + srv.HTTPAddr()}
+	n := &Node{T: t, Srv: srv, Store: st, DBURL: o.DBURL, Kind: o.Store, MQTT: srv.MQTTAddr(), WS: srv.WSAddr(), HTTP: "http://" + srv.HTTPAddr()}
 	t.Cleanup(n.Stop)
 	return n
 }

@@ -19,8 +19,6 @@ import (
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/hooks"
-	"github.com/parleychat/parley/storage"
-	"github.com/parleychat/parley/storage/postgres"
 )
 
 func main() {
@@ -102,39 +100,3 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	return nil
 }
 
-// openStore opens the store the configuration selects.
-func openStore(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) (storage.Store, error) {
-	if cfg.DatabaseURL == "" {
-		return openEmbedded(ctx, cfg, reg, log)
-	}
-	if cfg.DatabaseCreate {
-		if err := postgres.CreateDatabase(ctx, cfg.DatabaseURL); err != nil {
-			return nil, err
-		}
-	}
-	batch, batchLatency, batchErrors := storeMetrics(reg)
-	st, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Writers: cfg.Writers, MaxBatch: cfg.MaxBatch,
-		OnBatch: func(size int, took time.Duration, err error) {
-			batch.Observe(float64(size))
-			batchLatency.Observe(took.Seconds())
-			if err != nil {
-				batchErrors.Inc()
-			}
-		}}, log.With("component", "store"))
-	if err != nil {
-		return nil, err
-	}
-	log.Info("store: postgres", "url", redactURL(cfg.DatabaseURL))
-	return st, nil
-}
-
-func storeMetrics(reg prometheus.Registerer) (prometheus.Histogram, prometheus.Histogram, prometheus.Counter) {
-	batch := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_store_batch_size",
-		Help: "Messages per group-commit transaction.", Buckets: prometheus.ExponentialBuckets(1, 2, 11)})
-	latency := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "parley_store_batch_seconds",
-		Help: "Duration of group-commit transactions.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)})
-	errs := prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_store_batch_errors_total",
-		Help: "Failed group-commit transactions."})
-	reg.MustRegister(batch, latency, errs)
-	return batch, latency, errs
-}

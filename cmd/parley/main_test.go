@@ -231,8 +231,14 @@ func TestSIGTERMDrains(t *testing.T) {
 // 20 clients send; every message that got a PUBACK is stored and reaches its
 // recipient after the restart.
 func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
-	db := pgtest.NewDatabase(t)
-	c := startChild(t, "PARLEY_DATABASE_URL="+db)
+	t.Run("postgres", func(t *testing.T) { testKill9(t, "PARLEY_DATABASE_URL="+pgtest.NewDatabase(t)) })
+	t.Run("sqlite", func(t *testing.T) {
+		testKill9(t, "PARLEY_DATABASE_PATH="+filepath.Join(t.TempDir(), "parley.db"))
+	})
+}
+
+func testKill9(t *testing.T, storeEnv string) {
+	c := startChild(t, storeEnv)
 	n := c.node(t)
 	bt := n.User("bob")
 	bob := n.MustV5("bob", bt, "bob/phone", brokertest.V5Options{SessionExpiry: 3600})
@@ -281,7 +287,7 @@ func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
 	}
 	t.Logf("%d messages acknowledged before SIGKILL", total)
 
-	c2 := startChild(t, "PARLEY_DATABASE_URL="+db)
+	c2 := startChild(t, storeEnv)
 	n2 := c2.node(t)
 	bob = n2.MustV5("bob", bt, "bob/phone", brokertest.V5Options{SessionExpiry: 3600})
 	bob.Sub(t, "u/bob", 1)

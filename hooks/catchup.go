@@ -26,6 +26,11 @@ func (h *Inbox) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte)
 	if old := sess.gates[inbox]; old != nil {
 		old.live.Store(true) // superseded: its goroutine stops at its next step
 		h.unregister(old)
+		if old.cl == cl {
+			// Same connection: what the old catch-up sent is in flight to
+			// it already; the new one starts after it.
+			g.resumeAfter = old.sent.Load()
+		}
 	}
 	sess.gates[inbox] = g
 	sess.mu.Unlock()
@@ -83,6 +88,12 @@ func (h *Inbox) catchup(g *gate) bool {
 		return false
 	}
 	h.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
+	// Everything up to the starting point is the device's already (its
+	// cursor, or where a superseded catch-up got to): a late live delivery
+	// of it would be a repeat.
+	if after > g.sent.Load() {
+		g.sent.Store(after)
+	}
 	for {
 		if g.cl.Closed() || g.live.Load() || h.closed.Load() {
 			return false
@@ -110,7 +121,7 @@ func (h *Inbox) catchup(g *gate) bool {
 		// Caught up, unless something was stored meanwhile. No delivery to
 		// this inbox is under way while the decision is made (deliver holds
 		// the delivery lock from marking the gate to the end of the fan-out).
-		dl := h.deliveryLock(g.inbox)
+		dl := &h.deliveryShard(g.inbox).mu
 		dl.Lock()
 		h.regMu.Lock()
 		if g.dirty {
@@ -139,7 +150,7 @@ func (h *Inbox) startingPoint(g *gate) (int64, bool) {
 	sess.mu.Unlock()
 	if wm != nil {
 		sess.mu.Lock()
-		w := wm.w
+		w := max(wm.w, g.resumeAfter)
 		sess.mu.Unlock()
 		return w, true
 	}
@@ -231,17 +242,19 @@ func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 		Created:     time.Now().Unix(),
 	}
 	if g.qos > 0 {
-		id, err := cl.NextPacketID()
-		if err != nil {
+		sess.mu.Lock()
+		if sess.cl != cl || sess.gates[g.inbox] != g {
+			sess.mu.Unlock()
+			return false // the connection or the subscription was replaced
+		}
+		g.sent.Store(e.Seq) // decided under sess.mu: a superseding gate starts after it
+		id, ok := directPacketID(sess, cl)
+		if !ok {
+			sess.mu.Unlock()
 			h.slowConsumer(cl, "packet ids exhausted")
 			return false
 		}
-		out.PacketID = uint16(id)
-		sess.mu.Lock()
-		if sess.cl != cl {
-			sess.mu.Unlock()
-			return false
-		}
+		out.PacketID = id
 		sess.inflight[out.PacketID] = protocol.Header{ID: e.ID, Inbox: e.Inbox, Seq: e.Seq, From: e.From, To: e.To, Type: e.Type}
 		sess.mu.Unlock()
 		if cl.State.Inflight.Set(out) {
@@ -252,4 +265,23 @@ func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 		return false
 	}
 	return true
+}
+
+// directPacketID picks a free packet id for a catch-up delivery from the
+// upper half of the id space. mochi numbers its own deliveries from 1 up, and
+// it refuses a client's SUBSCRIBE whose packet id is in use by an
+// unacknowledged delivery (0x91); clients number their SUBSCRIBEs from 1 up
+// too, and subscribe right after reconnecting, which is when catch-up sends.
+// sess.mu must be held.
+func directPacketID(sess *session, cl *mqtt.Client) (uint16, bool) {
+	for range 1 << 15 {
+		sess.nextID++
+		if sess.nextID < 1<<15 {
+			sess.nextID = 1 << 15
+		}
+		if _, used := cl.State.Inflight.Get(sess.nextID); !used {
+			return sess.nextID, true
+		}
+	}
+	return 0, false
 }

@@ -8,6 +8,6 @@
 // mean "stored". Catch-up, receipts and cursor writes run on goroutines of
 // their own.
 //
-// Lock order: Inbox.delivering[inbox] before Inbox.regMu (catching-up gates
+// Lock order: Inbox.delivering[inbox].mu before Inbox.regMu (catching-up gates
 // by inbox) before session.mu.
 package hooks

@@ -102,11 +102,14 @@ type Inbox struct {
 
 	sessions sync.Map // client id -> *session
 
-	// delivering is held for reading by deliver from before it marks
-	// catching-up gates until the broker has fanned the entry out, and for
-	// writing by a catch-up going live; so an entry is either read by the
-	// catch-up or delivered live to it, never both, never neither.
-	delivering [64]sync.RWMutex
+	// delivering serialises the deliveries of each shard of inboxes: deliver
+	// holds a shard's lock from marking catching-up gates until the broker
+	// has fanned the entry out, and records the entry as the shard's current
+	// one, which AllowDelivery (called by that fan-out, on the same
+	// goroutine) compares with what a catch-up has already sent. A catch-up
+	// going live takes the lock too. So every entry reaches a catching-up
+	// device exactly once: read by its catch-up or delivered live.
+	delivering [64]deliveryShard
 	regMu      sync.Mutex         // guards catching
 	catching   map[string][]*gate // inbox -> gates of devices catching up on it
 
@@ -143,6 +146,7 @@ type session struct {
 	cursors    map[string]*watermark      // inbox -> acknowledged seqs (persistent sessions)
 	gates      map[string]*gate           // inbox -> catch-up in progress
 	ackWait    chan struct{}              // closed and replaced on each acknowledgement
+	nextID     uint16                     // last packet id used by catch-up (directPacketID)
 }
 
 type gate struct {
@@ -154,6 +158,10 @@ type gate struct {
 	dirty bool  // an entry was stored in inbox since catch-up last read it
 	first int64 // the lowest seq stored in inbox since the gate opened
 	live  atomic.Bool
+	// sent is the last seq this catch-up wrote; resumeAfter where a
+	// superseded catch-up on the same connection had got to.
+	sent        atomic.Int64
+	resumeAfter int64
 }
 
 type cursorKey struct{ client, inbox string }
@@ -186,7 +194,7 @@ func (h *Inbox) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnPublishDropped,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired:
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnWill:
 		return true
 	}
 	return false
@@ -372,7 +380,9 @@ func (h *Inbox) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	}
 }
 
-// OnUnsubscribed stops catch-ups of removed subscriptions.
+// OnUnsubscribed stops catch-ups of removed subscriptions. mochi also
+// reports here the subscriptions it moves off a connection whose session is
+// taken over; those belong to the new connection now and are left alone.
 func (h *Inbox) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	sess := h.session(cl)
 	if sess == nil {
@@ -382,7 +392,7 @@ func (h *Inbox) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 		sess.mu.Lock()
 		g := sess.gates[sub.Filter]
 		sess.mu.Unlock()
-		if g != nil {
+		if g != nil && g.cl == cl {
 			h.closeGate(g)
 		}
 	}
@@ -411,7 +421,17 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 	sess.mu.Lock()
 	g := sess.gates[topic]
 	sess.mu.Unlock()
-	return g == nil || g.live.Load()
+	if g == nil {
+		return true
+	}
+	if !g.live.Load() {
+		return false // catching up: it reads this entry from the store
+	}
+	// Live, but a catch-up that just finished may have sent this entry
+	// already (it was stored before the catch-up read, and is fanned out
+	// only now).
+	cur := h.deliveryShard(topic).current.Load()
+	return cur == nil || cur.inbox != topic || cur.seq == 0 || cur.seq > g.sent.Load()
 }
 
 // OnPublishDropped disconnects a subscriber whose outbound queue overflowed:
@@ -684,9 +704,11 @@ func (h *Inbox) OnPublished(cl *mqtt.Client, _ packets.Packet) {
 // subscribers. Devices catching up on the inbox are told first, so that they
 // read it from the store before going live.
 func (h *Inbox) deliver(e protocol.Entry, qos byte) {
-	dl := h.deliveryLock(e.Inbox)
-	dl.RLock()
-	defer dl.RUnlock()
+	sh := h.deliveryShard(e.Inbox)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.current.Store(&current{inbox: e.Inbox, seq: e.Seq})
+	defer sh.current.Store(nil)
 	if e.Seq > 0 {
 		h.regMu.Lock()
 		for _, g := range h.catching[e.Inbox] {
@@ -704,6 +726,38 @@ func (h *Inbox) deliver(e protocol.Entry, qos byte) {
 
 var lockSeed = maphash.MakeSeed()
 
-func (h *Inbox) deliveryLock(inbox string) *sync.RWMutex {
+type deliveryShard struct {
+	mu      sync.Mutex
+	current atomic.Pointer[current] // the entry being fanned out, if any
+}
+
+type current struct {
+	inbox string
+	seq   int64
+}
+
+func (h *Inbox) deliveryShard(inbox string) *deliveryShard {
 	return &h.delivering[maphash.String(lockSeed, inbox)%uint64(len(h.delivering))]
+}
+
+// voidTopic is where refused wills go: no subscription can match it (a
+// filter starting with a wildcard never matches a topic starting with $).
+const voidTopic = "$parley/void"
+
+// OnWill keeps last wills inside what the client may publish: mochi
+// publishes a will straight to subscribers, without OnPublish, so a will on
+// an inbox would skip stamping and storing. Wills on inboxes, on other
+// users' presence and (for users) on plain topics are voided.
+func (h *Inbox) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	user := string(cl.Properties.Username)
+	if h.isAdmin(user) && !isInboxTopic(will.TopicName) {
+		return will, nil
+	}
+	if t, ok := protocol.ParseTopic(will.TopicName); ok && t.Kind == protocol.KindPresence && t.ID == user {
+		return will, nil
+	}
+	h.log.Debug("will voided", "client", cl.ID, "topic", will.TopicName)
+	will.TopicName = voidTopic
+	will.Retain = false
+	return will, nil
 }

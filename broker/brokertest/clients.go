@@ -20,8 +20,10 @@ import (
 // Msg is a message a test client received.
 type Msg struct {
 	Topic   string
-	Payload []byte
-	QoS     byte
+	Payload  []byte
+	QoS      byte
+	Dup      bool   // the DUP flag: a redelivery
+	PacketID uint16 // MQTT 5 clients only
 }
 
 // Entry decodes the payload as a Parley entry.
@@ -147,7 +149,7 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 		ClientID:                   clientID,
 		EnableManualAcknowledgment: o.ManualAck,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			in.add(Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS})
+			in.add(Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate(), PacketID: pr.Packet.PacketID})
 			return true, nil
 		}},
 		OnClientError: func(error) {},
@@ -291,7 +293,7 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 	c := paho.NewClient(paho.ClientConfig{
 		Conn: conn, ClientID: clientID,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
-			in.add(Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS})
+			in.add(Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate(), PacketID: pr.Packet.PacketID})
 			return true, nil
 		}},
 		OnClientError: func(error) {},

@@ -50,5 +50,5 @@ func (e *Error) Error() string {
 	return e.Code.Reason()
 }
 
-// Errorf returns an *Error with the given code and detail.
+// newError returns an *Error with the given code and detail.
 func newError(code Code, detail string) *Error { return &Error{Code: code, Detail: detail} }

@@ -239,7 +239,10 @@ func ParseSubmission(p []byte) (Submission, error) {
 	if !utf8.Valid(p) {
 		return Submission{}, newError(CodeBadPayload, "payload is not UTF-8")
 	}
-	trimmed := bytes.TrimSpace(p)
+	// Only JSON's own whitespace [RFC 8259 §2]: bytes.TrimSpace would also
+	// strip Unicode spaces (U+00A0, U+3000, …), refusing such a text as empty
+	// and taking "\u00a0{…}", which is no JSON, for an object.
+	trimmed := bytes.Trim(p, " \t\r\n")
 	if len(trimmed) == 0 {
 		return Submission{}, newError(CodeBadPayload, "empty payload")
 	}

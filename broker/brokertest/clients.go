@@ -19,7 +19,7 @@ import (
 
 // Msg is a message a test client received.
 type Msg struct {
-	Topic   string
+	Topic    string
 	Payload  []byte
 	QoS      byte
 	Dup      bool   // the DUP flag: a redelivery

@@ -35,6 +35,7 @@ type Store interface {
 	Users
 	Messages
 	Cursors
+	Groups
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store. Pending appends are finished first.
@@ -79,6 +80,15 @@ type Message struct {
 
 // Idempotent reports whether m is deduplicated on (From, Cid).
 func (m *Message) Idempotent() bool { return m.Cid != "" && m.Type == protocol.TypeMsg }
+
+// ContactPair reports the two users a message makes contacts of: a direct
+// message between two different users (stored in the recipient's inbox).
+func ContactPair(m *Message) (a, b string, ok bool) {
+	if m.Type != protocol.TypeMsg || m.From == m.To || len(m.Inboxes) == 0 || m.Inboxes[0] != protocol.UserInbox(m.To) {
+		return "", "", false
+	}
+	return m.From, m.To, true
+}
 
 // Messages stores inboxes of entries.
 type Messages interface {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -327,6 +328,11 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 		if len(dSender) > 0 {
 			b2.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
 		}
+		if cu, cp, cts := contactRows(fresh, results); len(cu) > 0 {
+			// Sorted rows take their locks in one order in every writer.
+			b2.Queue(`INSERT INTO contacts (user_id, peer, last_ts) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+				ON CONFLICT DO NOTHING`, cu, cp, cts)
+		}
 	}
 	b2.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &b2).Close(); err != nil {
@@ -382,4 +388,33 @@ func (s *Store) entriesByID(ctx context.Context, id string) ([]protocol.Entry, e
 		return nil, err
 	}
 	return scanEntries(rows)
+}
+
+// contactRows returns the contacts pairs (both ways) of the stored direct
+// messages of a batch, sorted and without repeats.
+func contactRows(fresh []*appendReq, stored map[*appendReq][]protocol.Entry) (users, peers []string, ts []int64) {
+	type pair struct{ u, p string }
+	seen := map[pair]int64{}
+	for _, r := range fresh {
+		if _, ok := stored[r]; !ok {
+			continue
+		}
+		if a, b, ok := storage.ContactPair(&r.m); ok {
+			seen[pair{a, b}], seen[pair{b, a}] = r.m.TS, r.m.TS
+		}
+	}
+	keys := make([]pair, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y pair) int {
+		if c := strings.Compare(x.u, y.u); c != 0 {
+			return c
+		}
+		return strings.Compare(x.p, y.p)
+	})
+	for _, k := range keys {
+		users, peers, ts = append(users, k.u), append(peers, k.p), append(ts, seen[k])
+	}
+	return users, peers, ts
 }

@@ -230,7 +230,7 @@ type batch struct {
 	ctx context.Context
 	tx  *sql.Tx
 
-	selDedup, insDedup, selInbox, updInbox, insEntry, selByID *sql.Stmt
+	selDedup, insDedup, selInbox, updInbox, insEntry, selByID, insContact *sql.Stmt
 
 	// last holds the inbox counters this transaction has read, with the
 	// seqs it has given out since; dirty are those to write back. Appends
@@ -249,6 +249,7 @@ func newBatch(ctx context.Context, tx *sql.Tx) (*batch, error) {
 	}{
 		{&b.selDedup, "SELECT id FROM dedup WHERE sender = ? AND cid = ?"},
 		{&b.insDedup, "INSERT INTO dedup (sender, cid, id) VALUES (?, ?, ?)"},
+		{&b.insContact, "INSERT INTO contacts (user_id, peer, last_ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
 		{&b.selInbox, "SELECT last_seq FROM inboxes WHERE id = ?"},
 		{&b.updInbox, "UPDATE inboxes SET last_seq = ? WHERE id = ?"},
 		{&b.insEntry, "INSERT INTO entries (" + entryColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"},
@@ -265,7 +266,7 @@ func newBatch(ctx context.Context, tx *sql.Tx) (*batch, error) {
 }
 
 func (b *batch) close() {
-	for _, st := range []*sql.Stmt{b.selDedup, b.insDedup, b.selInbox, b.updInbox, b.insEntry, b.selByID} {
+	for _, st := range []*sql.Stmt{b.selDedup, b.insDedup, b.selInbox, b.updInbox, b.insEntry, b.selByID, b.insContact} {
 		if st != nil {
 			st.Close()
 		}
@@ -320,6 +321,13 @@ func (b *batch) append(m *storage.Message) (result, error) {
 	if m.Idempotent() {
 		if _, err := b.insDedup.ExecContext(b.ctx, m.From, m.Cid, m.ID); err != nil {
 			return result{}, err
+		}
+	}
+	if a, c, ok := storage.ContactPair(m); ok {
+		for _, p := range [][2]string{{a, c}, {c, a}} {
+			if _, err := b.insContact.ExecContext(b.ctx, p[0], p[1], m.TS); err != nil {
+				return result{}, err
+			}
 		}
 	}
 	return result{entries: es}, nil

@@ -32,6 +32,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		"crossing messages":      testCrossing,
 		"cursors":                testCursors,
 	}
+	for name, test := range groupTests() {
+		tests[name] = test
+	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
 			s := newStore(t)

@@ -1,0 +1,146 @@
+package storetest
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+)
+
+func groupTests() map[string]func(t *testing.T, s storage.Store) {
+	return map[string]func(t *testing.T, s storage.Store){
+		"groups":          testGroups,
+		"group members":   testGroupMembers,
+		"contacts of DMs": testContacts,
+	}
+}
+
+func memberIDs(g storage.Group) []string {
+	var out []string
+	for _, m := range g.Members {
+		out = append(out, m.User)
+	}
+	return out
+}
+
+func testGroups(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob", "carol")
+	g := storage.Group{ID: "trip", Name: "Trip", Owner: "alice", Members: []storage.Member{
+		{User: "alice", Role: storage.RoleOwner}, {User: "bob", Role: storage.RoleMember}}}
+	if err := s.CreateGroup(ctx(t), g); err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	if err := s.CreateGroup(ctx(t), g); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("CreateGroup with a taken id: %v, want ErrExists", err)
+	}
+	bad := storage.Group{ID: "x", Name: "X", Owner: "alice", Members: []storage.Member{{User: "alice", Role: storage.RoleOwner}, {User: "nobody", Role: storage.RoleMember}}}
+	if err := s.CreateGroup(ctx(t), bad); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("CreateGroup with an unknown member: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetGroup(ctx(t), "x"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("a failed CreateGroup left a group behind: %v", err)
+	}
+	got, err := s.GetGroup(ctx(t), "trip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "Trip" || got.Owner != "alice" || got.CreatedAt.IsZero() || !slices.Equal(memberIDs(got), []string{"alice", "bob"}) || got.LastSeq != 0 {
+		t.Fatalf("GetGroup = %+v", got)
+	}
+	if got.Members[0].Role != storage.RoleOwner || got.Members[1].Role != storage.RoleMember {
+		t.Fatalf("roles = %+v", got.Members)
+	}
+	// The group has an inbox numbered like any other.
+	m := dm("bob", "alice", "")
+	m.To, m.Inboxes = "trip", []string{protocol.GroupInbox("trip")}
+	es, _, err := s.Append(ctx(t), m)
+	if err != nil || es[0].Seq != 1 {
+		t.Fatalf("Append to the group: %+v %v", es, err)
+	}
+	if got, _ := s.GetGroup(ctx(t), "trip"); got.LastSeq != 1 {
+		t.Fatalf("LastSeq = %d, want 1", got.LastSeq)
+	}
+	if err := s.RenameGroup(ctx(t), "trip", "Road trip"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetGroup(ctx(t), "trip"); got.Name != "Road trip" {
+		t.Fatalf("name after rename = %q", got.Name)
+	}
+	if err := s.RenameGroup(ctx(t), "nope", "x"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("RenameGroup(unknown) = %v", err)
+	}
+	gs, err := s.UserGroups(ctx(t), "bob")
+	if err != nil || len(gs) != 1 || gs[0].ID != "trip" || len(gs[0].Members) != 2 {
+		t.Fatalf("UserGroups(bob) = %+v, %v", gs, err)
+	}
+	if gs, _ := s.UserGroups(ctx(t), "carol"); len(gs) != 0 {
+		t.Fatalf("UserGroups(carol) = %+v", gs)
+	}
+}
+
+func testGroupMembers(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob", "dave")
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "g1", Name: "G", Owner: "alice",
+		Members: []storage.Member{{User: "alice", Role: storage.RoleOwner}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddMember(ctx(t), "g1", "dave", storage.RoleMember); err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	if err := s.AddMember(ctx(t), "g1", "dave", storage.RoleMember); !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("AddMember twice: %v, want ErrExists", err)
+	}
+	if err := s.AddMember(ctx(t), "g1", "nobody", storage.RoleMember); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("AddMember(unknown user): %v, want ErrNotFound", err)
+	}
+	if err := s.AddMember(ctx(t), "nope", "bob", storage.RoleMember); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("AddMember(unknown group): %v, want ErrNotFound", err)
+	}
+	m, err := s.GetMembership(ctx(t), "g1", "dave")
+	if err != nil || !m.Current || m.Role != storage.RoleMember {
+		t.Fatalf("GetMembership(dave) = %+v, %v", m, err)
+	}
+	if err := s.RemoveMember(ctx(t), "g1", "dave", 7); err != nil {
+		t.Fatalf("RemoveMember: %v", err)
+	}
+	if err := s.RemoveMember(ctx(t), "g1", "dave", 8); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("RemoveMember twice: %v, want ErrNotFound", err)
+	}
+	if m, _ := s.GetMembership(ctx(t), "g1", "dave"); m.Current || m.RemovedSeq != 7 {
+		t.Fatalf("after removal: %+v", m)
+	}
+	if _, err := s.GetMembership(ctx(t), "g1", "bob"); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("GetMembership of a never-member: %v", err)
+	}
+	if g, _ := s.GetGroup(ctx(t), "g1"); !slices.Equal(memberIDs(g), []string{"alice"}) {
+		t.Fatalf("members after removal = %v", memberIDs(g))
+	}
+	// Back again.
+	if err := s.AddMember(ctx(t), "g1", "dave", storage.RoleMember); err != nil {
+		t.Fatalf("AddMember after removal: %v", err)
+	}
+	if m, _ := s.GetMembership(ctx(t), "g1", "dave"); !m.Current || m.RemovedSeq != 0 {
+		t.Fatalf("re-added: %+v", m)
+	}
+}
+
+func testContacts(t *testing.T, s storage.Store) {
+	p, ok := s.(storage.Presence)
+	if !ok {
+		t.Skip("contacts are read through storage.Presence, which this store does not implement yet")
+	}
+	mustUser(t, s, "alice", "bob", "carol")
+	if _, _, err := s.Append(ctx(t), dm("alice", "bob", "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{{"alice", "bob", true}, {"bob", "alice", true}, {"alice", "carol", false}} {
+		if got, err := p.SharesConversation(ctx(t), c.a, c.b); err != nil || got != c.want {
+			t.Errorf("SharesConversation(%s, %s) = %v, %v; want %v", c.a, c.b, got, err, c.want)
+		}
+	}
+}

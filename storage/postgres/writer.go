@@ -306,7 +306,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			es[i] = protocol.Entry{ID: r.m.ID, Inbox: in, Seq: next[in], From: r.m.From, To: r.m.To,
 				TS: r.m.TS, Type: r.m.Type, Cid: r.m.Cid, Data: r.m.Data}
 			eInbox, eSeq, eID, eSender = append(eInbox, in), append(eSeq, next[in]), append(eID, r.m.ID), append(eSender, r.m.From)
-			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, r.m.Data)
+			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, nonNil(r.m.Data))
 		}
 		results[r] = es
 		if r.m.Idempotent() {
@@ -417,4 +417,12 @@ func contactRows(fresh []*appendReq, stored map[*appendReq][]protocol.Entry) (us
 		users, peers, ts = append(users, k.u), append(peers, k.p), append(ts, seen[k])
 	}
 	return users, peers, ts
+}
+
+// nonNil keeps an empty Data from being sent as NULL.
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
 }

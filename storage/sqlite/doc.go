@@ -52,5 +52,5 @@
 // needs replicas, point-in-time recovery or online schema changes, or when
 // other services must query it. The schema is the same in both stores, table
 // for table and column for column (timestamps here are Unix microseconds), so
-// moving is a copy of six tables.
+// moving is a copy of the tables (see parley migrate-store).
 package sqlite

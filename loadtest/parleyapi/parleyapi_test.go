@@ -1,0 +1,99 @@
+package parleyapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+)
+
+// fakeParley answers the user endpoints as docs describe them.
+func fakeParley(t *testing.T) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	users := map[string]string{} // id → password
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/users", func(w http.ResponseWriter, r *http.Request) {
+		var u User
+		_ = json.NewDecoder(r.Body).Decode(&u)
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := users[u.ID]; ok {
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"error":"user exists"}`)
+			return
+		}
+		users[u.ID] = u.Password
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":%q,"name":%q,"token":"t-%s"}`, u.ID, u.Name, u.ID)
+	})
+	mux.HandleFunc("POST /v1/tokens", func(w http.ResponseWriter, r *http.Request) {
+		var c struct{ ID, Password string }
+		_ = json.NewDecoder(r.Body).Decode(&c)
+		mu.Lock()
+		defer mu.Unlock()
+		if users[c.ID] != c.Password {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"bad credentials"}`)
+			return
+		}
+		fmt.Fprintf(w, `{"token":"t2-%s"}`, c.ID)
+	})
+	mux.HandleFunc("POST /v1/admin/users", func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "admin" || p != "secret-pw" {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"bad credentials"}`)
+			return
+		}
+		var b struct{ Users []User }
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		type res struct {
+			ID    string `json:"id"`
+			Token string `json:"token"`
+		}
+		out := []res{}
+		for _, u := range b.Users {
+			out = append(out, res{u.ID, "b-" + u.ID})
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"users": out})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestProvision(t *testing.T) {
+	srv := fakeParley(t)
+	ctx := context.Background()
+	users := []User{{ID: "a", Password: "password1"}, {ID: "b", Password: "password1"}, {ID: "c", Password: "password1"}}
+
+	bulk := &Client{Base: srv.URL, AdminUser: "admin", AdminPassword: "secret-pw", BatchSize: 2}
+	creds, err := bulk.Provision(ctx, users)
+	if err != nil || len(creds) != 3 || creds[2] != (Credential{"c", "b-c"}) {
+		t.Fatalf("bulk: %v, %v", creds, err)
+	}
+
+	self := &Client{Base: srv.URL}
+	creds, err = self.Provision(ctx, users)
+	if err != nil || len(creds) != 3 || creds[1] != (Credential{"b", "t-b"}) {
+		t.Fatalf("sign-up: %v, %v", creds, err)
+	}
+	// Again: the users exist, so the client logs in instead.
+	creds, err = self.Provision(ctx, users)
+	if err != nil || creds[0] != (Credential{"a", "t2-a"}) {
+		t.Fatalf("sign-up again: %v, %v", creds, err)
+	}
+
+	bad := &Client{Base: srv.URL, AdminUser: "admin", AdminPassword: "wrong"}
+	var se *StatusError
+	if _, err := bad.Provision(ctx, users); !errors.As(err, &se) || se.Status != 401 || se.Message != "bad credentials" {
+		t.Errorf("bad admin: %v", err)
+	}
+	if err := bulk.CreateGroups(ctx, nil); !errors.Is(err, ErrNotAvailable) {
+		t.Errorf("CreateGroups: %v", err)
+	}
+}

@@ -36,6 +36,7 @@ type Store interface {
 	Read(ctx context.Context, inbox string, after int64, limit int) ([]protocol.Entry, error)
 	ReadBefore(ctx context.Context, inbox string, before int64, limit int) ([]protocol.Entry, error)
 	LastSeq(ctx context.Context, inbox string) (int64, error)
+	GetMembership(ctx context.Context, group, user string) (storage.Membership, error)
 	Ping(ctx context.Context) error
 }
 
@@ -49,6 +50,10 @@ type Config struct {
 	Static http.Handler
 	// Timeout bounds each request's store work. Default 10s.
 	Timeout time.Duration
+	// Groups serves the /v1/groups routes. Optional.
+	Groups Groups
+	// Presence serves /v1/presence and /v1/me/presence. Optional.
+	Presence Presence
 }
 
 // API is the HTTP handler.
@@ -73,6 +78,9 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	a.mux.HandleFunc("GET /v1/users/{id}", a.authed(a.getUser))
 	a.mux.HandleFunc("GET /v1/messages", a.authed(a.messages))
 	a.mux.HandleFunc("POST /v1/admin/users", a.admin(a.bulkUsers))
+	a.registerGroups()
+	a.registerConversations()
+	a.registerPresence()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	if cfg.Metrics != nil {
@@ -255,13 +263,29 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 		inbox = protocol.UserInbox(user)
 	}
 	t, ok := protocol.ParseTopic(inbox)
-	if !ok || t.Kind != protocol.KindUser {
-		writeError(w, http.StatusBadRequest, "inbox must be u/{user}")
+	if !ok || (t.Kind != protocol.KindUser && t.Kind != protocol.KindGroup) {
+		writeError(w, http.StatusBadRequest, "inbox must be u/{user} or g/{group}")
 		return
 	}
-	if t.ID != user {
+	// A former group member reads up to its removal.
+	var upTo int64
+	switch {
+	case t.Kind == protocol.KindUser && t.ID != user:
 		writeError(w, http.StatusForbidden, "only the owner may read an inbox")
 		return
+	case t.Kind == protocol.KindGroup:
+		m, err := a.store.GetMembership(r.Context(), t.ID, user)
+		if errors.Is(err, storage.ErrNotFound) {
+			writeError(w, http.StatusForbidden, "only members may read a group")
+			return
+		}
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if !m.Current {
+			upTo = m.RemovedSeq
+		}
 	}
 	limit := 100
 	if s := q.Get("limit"); s != "" {
@@ -308,6 +332,9 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 			last, err = a.store.LastSeq(r.Context(), inbox)
 			before = last + 1
 		}
+		if upTo > 0 && before > upTo+1 {
+			before = upTo + 1
+		}
 		if err == nil {
 			es, err = a.store.ReadBefore(r.Context(), inbox, before, limit+1)
 			if len(es) > limit {
@@ -318,6 +345,12 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if upTo > 0 && hasAfter {
+		// Paging forward stops at the member's removal.
+		for len(es) > 0 && es[len(es)-1].Seq > upTo {
+			es, more = es[:len(es)-1], false
+		}
 	}
 	b := []byte(`{"inbox":`)
 	b = strconv.AppendQuote(b, inbox)

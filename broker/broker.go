@@ -23,6 +23,7 @@ import (
 
 	"github.com/parleychat/parley/api"
 	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/groups"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/storage"
 )
@@ -46,8 +47,12 @@ type Config struct {
 	// MaximumClientWritesPending). A subscriber whose queue overflows is
 	// disconnected and catches up when it returns. Default 1024.
 	WritesPending int
+	// MaxGroupMembers is the largest group. Default 1024.
+	MaxGroupMembers int
 	// Inbox tunes stamping, catch-up, receipts and cursors.
 	Inbox hooks.InboxConfig
+	// Presence tunes presence (last-seen writes, status update rate).
+	Presence hooks.PresenceConfig
 }
 
 func (c *Config) setDefaults() {
@@ -89,9 +94,12 @@ type Server struct {
 	log   *slog.Logger
 	mqtt  *mqtt.Server
 	inbox *hooks.Inbox
-	api   *api.API
-	http  *http.Server
-	reg   *prometheus.Registry
+	// presence keeps p/{user}; it runs after inbox, which passes it the
+	// publishes and wills on a user's own presence.
+	presence *hooks.Presence
+	api      *api.API
+	http     *http.Server
+	reg      *prometheus.Registry
 
 	mqttLn, wsLn, httpLn net.Listener
 	started              atomic.Bool
@@ -136,7 +144,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	})
 	m := hooks.NewMetrics(reg)
 	inbox := hooks.NewInbox(cfg.Inbox, d.Store, srv, d.Accounts.IsAdmin, m, log.With("component", "inbox"))
-	authHook := hooks.NewAuth(d.Accounts, inbox, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
+	presence := hooks.NewPresence(cfg.Presence, d.Store, srv, inbox, d.Accounts.IsAdmin, reg, log.With("component", "presence"))
+	authHook := hooks.NewAuth(d.Accounts, inbox, presence, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
 		log.With("component", "auth"))
 	if err := srv.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -144,11 +153,16 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := srv.AddHook(inbox, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, reg: reg, httpDone: make(chan struct{})}
+	if err := srv.AddHook(presence, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, reg: reg, httpDone: make(chan struct{})}
 	s.registerMetrics()
 	s.api = api.New(api.Config{
-		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Static:  d.Static,
+		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Static:   d.Static,
+		Presence: presence,
+		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, inbox),
 	}, d.Accounts, d.Store, log.With("component", "api"))
 	s.http = &http.Server{Handler: s.api, ReadHeaderTimeout: 10 * time.Second}
 	return s, nil
@@ -230,6 +244,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	s.inbox.Start()
+	s.presence.Start()
 	go func() {
 		defer close(s.httpDone)
 		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -266,6 +281,7 @@ func (s *Server) Close() error {
 		<-s.httpDone
 		s.mqtt.Close()
 		s.inbox.Close()
+		s.presence.Close()
 	})
 	return nil
 }

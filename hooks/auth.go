@@ -26,6 +26,14 @@ type Authenticator interface {
 // Inbox implements it; it is asked only for subscriptions that already exist.
 type DeliveryGate interface {
 	AllowDelivery(cl *mqtt.Client, topic string) bool
+	// MayReadGroup reports whether user is a member of group.
+	MayReadGroup(user, group string) bool
+}
+
+// PresenceGate decides who may subscribe to a user's presence (p/{user}), by
+// the user's privacy setting. Presence implements it.
+type PresenceGate interface {
+	MaySee(ctx context.Context, viewer, user string) bool
 }
 
 // Auth is the hook that authenticates connections and authorises topics.
@@ -39,6 +47,7 @@ type Auth struct {
 	mqtt.HookBase
 	authn    Authenticator
 	gate     DeliveryGate
+	presence PresenceGate
 	log      *slog.Logger
 	timeout  time.Duration
 	badCreds func(error) bool
@@ -47,9 +56,10 @@ type Auth struct {
 }
 
 // NewAuth returns the Auth hook. isBadCredentials tells refused credentials
-// apart from a failed check (the store being down).
-func NewAuth(authn Authenticator, gate DeliveryGate, isBadCredentials func(error) bool, log *slog.Logger) *Auth {
-	return &Auth{authn: authn, gate: gate, log: log, timeout: 5 * time.Second,
+// apart from a failed check (the store being down). presence may be nil:
+// then users see only their own presence.
+func NewAuth(authn Authenticator, gate DeliveryGate, presence PresenceGate, isBadCredentials func(error) bool, log *slog.Logger) *Auth {
+	return &Auth{authn: authn, gate: gate, presence: presence, log: log, timeout: 5 * time.Second,
 		badCreds: isBadCredentials, verified: map[*mqtt.Client]bool{}}
 }
 
@@ -149,6 +159,15 @@ func (h *Auth) mayRead(user, filter string) bool {
 	switch t.Kind {
 	case protocol.KindUser:
 		return t.ID == user
+	case protocol.KindGroup:
+		return h.gate.MayReadGroup(user, t.ID)
+	case protocol.KindPresence:
+		if t.ID == user || h.presence == nil {
+			return t.ID == user
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		defer cancel()
+		return h.presence.MaySee(ctx, user, t.ID)
 	}
 	return false
 }

@@ -1,6 +1,9 @@
 // Package hooks holds Parley's mochi-mqtt hooks: Auth (who may connect, and
-// which topics each client may use) and Inbox (stamping, storing and
-// delivering messages; receipts; per-device cursors and catch-up).
+// which topics each client may use), Inbox (stamping, storing and
+// delivering messages; receipts; per-device cursors and catch-up) and
+// Presence (p/{user}: each user's devices, online/away/offline, last seen,
+// privacy). They are added in that order: Presence sees the publishes and
+// wills on a user's own presence after Inbox has let them through.
 //
 // Hooks run on each client's read goroutine: the work they do inline is kept
 // short and says so. The one deliberate wait is the database commit in
@@ -9,5 +12,7 @@
 // their own.
 //
 // Lock order: Inbox.delivering[inbox].mu before Inbox.regMu (catching-up gates
-// by inbox) before session.mu.
+// by inbox) before session.mu. Presence's shard locks are held while it
+// publishes a state (mochi's fan-out, which asks Auth and Inbox only about
+// p/ topics, where they take no lock), and before Presence.seenMu.
 package hooks

@@ -55,6 +55,9 @@ type InboxConfig struct {
 	ReceiptDelay time.Duration
 	// CursorFlush is how often moved cursors are written. Default 250ms.
 	CursorFlush time.Duration
+	// GroupCacheTTL is how long group members are remembered; changes made
+	// on this node apply at once. Default 5s.
+	GroupCacheTTL time.Duration
 }
 
 func (c *InboxConfig) setDefaults() {
@@ -85,6 +88,9 @@ func (c *InboxConfig) setDefaults() {
 	if c.CursorFlush <= 0 {
 		c.CursorFlush = 250 * time.Millisecond
 	}
+	if c.GroupCacheTTL <= 0 {
+		c.GroupCacheTTL = 5 * time.Second
+	}
 }
 
 // Inbox is the hook that turns publishes into stored, stamped entries and
@@ -101,6 +107,7 @@ type Inbox struct {
 	now     func() time.Time
 
 	sessions sync.Map // client id -> *session
+	groups   groupCache
 
 	// delivering serialises the deliveries of each shard of inboxes: deliver
 	// holds a shard's lock from marking catching-up gates until the broker
@@ -135,7 +142,8 @@ type session struct {
 	// OnPublished, which mochi calls next on the same goroutine.
 	pending    []protocol.Entry
 	pendingQoS byte
-	inboundAck bool // OnQosComplete is about to report our PUBACK of the client's own publish
+	inboundAck bool            // OnQosComplete is about to report our PUBACK of the client's own publish
+	clobbered  *packets.Packet // an outbound delivery mochi drops for the client's publish (OnPacketRead)
 
 	mu         sync.Mutex // guards the fields below
 	cl         *mqtt.Client
@@ -173,12 +181,14 @@ type ackEvent struct {
 
 // NewInbox returns the Inbox hook. srv must have InlineClient enabled.
 func NewInbox(cfg InboxConfig, store Store, srv *mqtt.Server, isAdmin func(string) bool, m *Metrics, log *slog.Logger) *Inbox {
+	gs, _ := store.(GroupStore)
 	cfg.setDefaults()
 	if m == nil {
 		m = NewMetrics(nil)
 	}
 	return &Inbox{
 		cfg: cfg, log: log, store: store, srv: srv, metrics: m, isAdmin: isAdmin, now: time.Now,
+		groups:   groupCache{store: gs, ttl: cfg.GroupCacheTTL, groups: map[string]*groupInfo{}},
 		catching: map[string][]*gate{},
 		receipts: make(chan ackEvent, 1<<16),
 		dirty:    map[cursorKey]int64{},
@@ -194,7 +204,8 @@ func (h *Inbox) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnPublish, mqtt.OnPublished, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.OnQosPublish, mqtt.OnQosComplete, mqtt.OnQosDropped, mqtt.OnPublishDropped,
-		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnWill:
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnClientExpired, mqtt.OnWill,
+		mqtt.OnPacketRead:
 		return true
 	}
 	return false
@@ -266,7 +277,17 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 }
 
 // OnSessionEstablished starts catch-up of the inherited subscriptions.
+//
+// It also turns off mochi's send quota (the client's Receive Maximum) for
+// the connection: with a quota, mochi's read loop calls
+// Inflight.NextImmediate after each packet, which takes the inflight read
+// lock twice (NextImmediate, then GetAll); a delivery from another
+// goroutine waiting for the write lock in between deadlocks the client and
+// every publisher fanning out to it (mochi v2.7.9). MQTT 3.1.1 clients run
+// without a quota already. Parley bounds what a subscriber may leave
+// unacknowledged itself (InboxConfig.MaxInflight, CatchupWindow).
 func (h *Inbox) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	cl.State.Inflight.ResetSendQuota(0)
 	sess := h.session(cl)
 	if sess == nil {
 		return
@@ -418,6 +439,9 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 	if sess == nil {
 		return true
 	}
+	if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin && !h.isMember(topic[len(protocol.GroupPrefix):], sess.user) {
+		return false // removed, or a subscription from before a change made on another node
+	}
 	sess.mu.Lock()
 	g := sess.gates[topic]
 	sess.mu.Unlock()
@@ -491,6 +515,7 @@ func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	if sess.inboundAck {
 		// mochi reports its own PUBACK of the client's publish here too.
 		sess.inboundAck = false
+		h.restoreClobbered(cl, sess)
 		return
 	}
 	sess.mu.Lock()
@@ -517,7 +542,8 @@ func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 		h.dirty[cursorKey{sess.id, hd.Inbox}] = at
 		h.cursorMu.Unlock()
 	}
-	if hd.Type == protocol.TypeMsg && hd.From != sess.user && hd.Inbox == protocol.UserInbox(sess.user) {
+	if hd.Type == protocol.TypeMsg && hd.From != sess.user &&
+		(hd.Inbox == protocol.UserInbox(sess.user) || strings.HasPrefix(hd.Inbox, protocol.GroupPrefix)) {
 		select {
 		case h.receipts <- ackEvent{to: hd.From, by: sess.user, inbox: hd.Inbox, id: hd.ID, seq: hd.Seq}:
 		default:
@@ -531,6 +557,16 @@ func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // goroutine, and it is what makes the PUBACK mean "stored". The stored
 // entries are delivered in OnPublished, after the PUBACK.
 func (h *Inbox) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	out, err := h.onPublish(cl, pk)
+	if sess := h.session(cl); sess != nil && sess.inboundAck {
+		// A delivery may have taken the publish's packet id while it was
+		// being stored; mochi is about to overwrite it with its PUBACK.
+		h.saveClobbered(cl, sess, pk.PacketID)
+	}
+	return out, err
+}
+
+func (h *Inbox) onPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
@@ -550,7 +586,7 @@ func (h *Inbox) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 			return pk, nil // plain MQTT for administrators
 		}
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "topics outside u/, g/ and p/ are for administrators"})
-	case protocol.KindUser:
+	case protocol.KindUser, protocol.KindGroup:
 		return h.publishDM(cl, sess, pk, t)
 	case protocol.KindPresence:
 		if sess.admin || t.ID == sess.user {
@@ -572,6 +608,9 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 	if lim != nil && !lim.Allow() {
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeRateLimited})
 	}
+	if t.Kind == protocol.KindGroup && !h.isMember(t.ID, sess.user) {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "not a member of group " + t.ID})
+	}
 	sub, err := protocol.ParseSubmission(pk.Payload)
 	if err != nil {
 		return h.refuse(cl, sess, pk, err)
@@ -584,7 +623,7 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 		h.metrics.Live.WithLabelValues(protocol.TypeTyping).Inc()
 		return pk, packets.CodeSuccessIgnore
 	case protocol.TypeRead:
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "read markers are not supported yet"})
+		return h.publishRead(cl, sess, pk, t, sub)
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -592,7 +631,7 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 	}
 	m := storage.Message{ID: id.String(), From: sess.user, To: t.ID, TS: start.UnixMilli(), Type: protocol.TypeMsg,
 		Cid: sub.Cid, Data: sub.Body, Inboxes: []string{t.String()}}
-	if t.ID != sess.user && !sess.admin {
+	if t.Kind == protocol.KindUser && t.ID != sess.user && !sess.admin {
 		m.Inboxes = append(m.Inboxes, protocol.UserInbox(sess.user)) // the sender's copy
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
@@ -630,10 +669,12 @@ func (h *Inbox) refuse(cl *mqtt.Client, sess *session, pk packets.Packet, err er
 	reason := pe.Error()
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 		sess.inboundAck = false
+		h.restoreClobbered(cl, sess)
 		return pk, packets.Code{Code: byte(pe.Code), Reason: reason}
 	}
 	if pe.Code == protocol.CodeUnavailable {
 		sess.inboundAck = false
+		h.restoreClobbered(cl, sess)
 		cl.Stop(packets.ErrServerUnavailable)
 		return pk, packets.ErrRejectPacket
 	}
@@ -647,6 +688,16 @@ func (h *Inbox) refuse(cl *mqtt.Client, sess *session, pk packets.Packet, err er
 		}
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// Refuse reports a publish refused by a hook that runs after Inbox (Presence)
+// exactly as Inbox reports its own refusals. It implements Refuser.
+func (h *Inbox) Refuse(cl *mqtt.Client, pk packets.Packet, err error) (packets.Packet, error) {
+	sess := h.session(cl)
+	if sess == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	return h.refuse(cl, sess, pk, err)
 }
 
 func codeLabel(c protocol.Code) string {
@@ -760,4 +811,45 @@ func (h *Inbox) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 	will.TopicName = voidTopic
 	will.Retain = false
 	return will, nil
+}
+
+// OnPacketRead works around a mochi quirk. Its inflight store holds the
+// server's unacknowledged deliveries and the client's own QoS publishes by
+// packet id alike, though the two directions number packets independently:
+// a client publishing with the id of a delivery still awaiting its PUBACK
+// makes mochi drop that delivery's record, and the client's PUBACK for it
+// is then ignored (no cursor move, no receipt). The delivery is remembered
+// here, before mochi drops it, and put back once the publish is handled
+// (restoreClobbered). Runs on the client's read goroutine.
+func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+		return pk, nil
+	}
+	if sess := h.session(cl); sess != nil {
+		sess.clobbered = nil
+		h.saveClobbered(cl, sess, pk.PacketID)
+	}
+	return pk, nil
+}
+
+// saveClobbered remembers the delivery that holds packet id pid, if any.
+func (h *Inbox) saveClobbered(cl *mqtt.Client, sess *session, pid uint16) {
+	if out, ok := cl.State.Inflight.Get(pid); ok && out.FixedHeader.Type == packets.Publish {
+		sess.clobbered = &out
+	}
+}
+
+// restoreClobbered puts back the delivery OnPacketRead saved, if any.
+func (h *Inbox) restoreClobbered(cl *mqtt.Client, sess *session) {
+	out := sess.clobbered
+	if out == nil {
+		return
+	}
+	sess.clobbered = nil
+	if _, taken := cl.State.Inflight.Get(out.PacketID); taken {
+		return
+	}
+	if cl.State.Inflight.Set(*out) {
+		atomic.AddInt64(&h.srv.Info.Inflight, 1)
+	}
 }

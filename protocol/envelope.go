@@ -14,6 +14,13 @@ const (
 	TypeError   = "error"   // a refused publish, reported to a 3.1.1 client
 	TypeTyping  = "typing"  // live only: never stored, no seq
 	TypeRead    = "read"    // a read marker published by a client
+
+	// Group events, stored in the group's inbox; Data holds "user" (the
+	// member concerned), "by" (who did it), and for renames "name".
+	TypeGroupCreated  = "group_created"
+	TypeMemberAdded   = "member_added"
+	TypeMemberRemoved = "member_removed"
+	TypeRenamed       = "renamed"
 )
 
 // MaxCidLen is the longest client-chosen message id.
@@ -229,6 +236,7 @@ type Submission struct {
 	Body  json.RawMessage // TypeMsg: the body object, compact
 	Inbox string          // TypeRead: the inbox being marked (defaults to the topic)
 	Seq   int64           // TypeRead: the highest seq read
+	With  string          // TypeRead in one's own inbox: only the conversation with this user
 }
 
 // ParseSubmission parses a client's payload. A payload that is not a JSON
@@ -255,6 +263,7 @@ func ParseSubmission(p []byte) (Submission, error) {
 		Body  json.RawMessage `json:"body"`
 		Inbox *string         `json:"inbox"`
 		Seq   *int64          `json:"seq"`
+		With  *string         `json:"with"`
 	}
 	if err := json.Unmarshal(trimmed, &raw); err != nil {
 		return Submission{}, newError(CodeBadPayload, "fields of the wrong type")
@@ -288,6 +297,12 @@ func ParseSubmission(p []byte) (Submission, error) {
 		s.Seq = *raw.Seq
 		if raw.Inbox != nil {
 			s.Inbox = *raw.Inbox
+		}
+		if raw.With != nil {
+			if !ValidID(*raw.With) {
+				return Submission{}, newError(CodeBadPayload, "with must be a user id")
+			}
+			s.With = *raw.With
 		}
 	default:
 		return Submission{}, newError(CodeBadPayload, "unknown type")
@@ -334,4 +349,54 @@ func ReceiptData(status, by, inbox string, ids []string) json.RawMessage {
 		b = appendString(b, id)
 	}
 	return append(b, "]}"...)
+}
+
+// GroupEventData returns the Data of a group event entry.
+func GroupEventData(user, by, name string) json.RawMessage {
+	b := []byte(`{"by":`)
+	b = appendString(b, by)
+	if user != "" {
+		b = append(b, `,"user":`...)
+		b = appendString(b, user)
+	}
+	if name != "" {
+		b = append(b, `,"name":`...)
+		b = appendString(b, name)
+	}
+	return append(b, '}')
+}
+
+// GroupReceiptData returns the Data of a delivered receipt for group
+// messages: count of the group's other members have them.
+func GroupReceiptData(status, inbox string, ids []string, count, of int) json.RawMessage {
+	b := []byte(`{"status":`)
+	b = appendString(b, status)
+	b = append(b, `,"for":`...)
+	b = appendString(b, inbox)
+	b = append(b, `,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, id)
+	}
+	b = append(b, `],"count":`...)
+	b = strconv.AppendInt(b, int64(count), 10)
+	b = append(b, `,"of":`...)
+	b = strconv.AppendInt(b, int64(of), 10)
+	return append(b, '}')
+}
+
+// ReadData returns the Data of a read entry, which tells a reader's devices
+// how far it has read inbox (and, in its own inbox, the conversation with).
+func ReadData(inbox, with string, seq int64) json.RawMessage {
+	b := []byte(`{"for":`)
+	b = appendString(b, inbox)
+	if with != "" {
+		b = append(b, `,"with":`...)
+		b = appendString(b, with)
+	}
+	b = append(b, `,"read_seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, '}')
 }

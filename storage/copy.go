@@ -108,7 +108,7 @@ func CopyTables() []Table {
 		// CreateUser makes a user's inbox; Copy inserts rows, not users.)
 		{Name: "inboxes", Columns: []Column{text("id"), integer("last_seq")}},
 		{Name: "entries", Columns: []Column{text("inbox"), integer("seq"), id("id"), text("sender"),
-			text("recipient"), integer("ts"), text("kind"), text("cid"), bytes("data")}},
+			text("recipient"), integer("ts"), text("kind"), text("cid"), bytes("data"), text("conv")}},
 		{Name: "dedup", Columns: []Column{text("sender"), text("cid"), id("id")}},
 		{Name: "cursors", Columns: []Column{text("client_id"), text("inbox"), integer("seq"), timestamp("updated_at")}},
 		// 002_groups.sql
@@ -116,6 +116,10 @@ func CopyTables() []Table {
 		{Name: "group_members", Columns: []Column{text("group_id"), text("user_id"), text("role"), timestamp("added_at"),
 			{Name: "removed_seq", Kind: KindInt, Null: true}}},
 		{Name: "contacts", Columns: []Column{text("user_id"), text("peer"), integer("last_ts")}},
+		// 003_presence.sql
+		{Name: "presence", Columns: []Column{text("user_id"), {Name: "last_seen", Kind: KindTime, Null: true}, text("privacy")}},
+		// 004_reads.sql (adds entries.conv, above)
+		{Name: "read_cursors", Columns: []Column{text("user_id"), text("inbox"), text("conv"), integer("seq"), timestamp("updated_at")}},
 	}
 }
 

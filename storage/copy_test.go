@@ -106,7 +106,7 @@ func TestCopyBatchesLargeRowsByBytes(t *testing.T) {
 	big := make([]byte, 1<<20)
 	for i := range 10 {
 		src.rows["entries"] = append(src.rows["entries"], []any{"u/a", int64(i + 1),
-			"7f1c7c9e-4a4e-4b8e-9a43-0d6f7c1f2a11", "a", "b", int64(0), "msg", "", big})
+			"7f1c7c9e-4a4e-4b8e-9a43-0d6f7c1f2a11", "a", "b", int64(0), "msg", "", big, "b"})
 	}
 	if err := storage.Copy(context.Background(), src, dst, nil); err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/parleychat/parley/protocol"
@@ -36,6 +37,8 @@ type Store interface {
 	Messages
 	Cursors
 	Groups
+	Reads
+	Presence
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store. Pending appends are finished first.
@@ -76,6 +79,25 @@ type Message struct {
 	Cid     string   // the sender's id for idempotent retries; "" for none
 	Data    []byte   // see protocol.Entry.Data
 	Inboxes []string // where to store a copy, e.g. {"u/bob", "u/alice"}
+	// Conv names the conversation of the copies in users' inboxes when the
+	// default (see ConvOf) does not: "g/{group}" for a group's receipts.
+	Conv string
+}
+
+// ConvOf returns the conversation of m's copy in inbox: "" in a group's
+// inbox; in a user's inbox, m.Conv if set, else the other user of the
+// message (the recipient for the sender's own copy).
+func ConvOf(m *Message, inbox string) string {
+	if !strings.HasPrefix(inbox, protocol.UserPrefix) {
+		return ""
+	}
+	if m.Conv != "" {
+		return m.Conv
+	}
+	if protocol.UserInbox(m.From) == inbox {
+		return m.To
+	}
+	return m.From
 }
 
 // Idempotent reports whether m is deduplicated on (From, Cid).

@@ -280,13 +280,14 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 		n += len(r.m.Inboxes)
 	}
 	var (
-		eInbox, eID, eSender, eTo, eKind, eCid []string
-		eSeq, eTS                              []int64
-		eData                                  [][]byte
-		dSender, dCid, dID                     []string
+		eInbox, eID, eSender, eTo, eKind, eCid, eConv []string
+		eSeq, eTS                                     []int64
+		eData                                         [][]byte
+		dSender, dCid, dID                            []string
 	)
 	eInbox, eID, eSender, eTo = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	eKind, eCid, eSeq, eTS, eData = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
+	eConv = make([]string, 0, n)
 	results := make(map[*appendReq][]protocol.Entry, len(fresh))
 	var failed []*appendReq
 	for _, r := range fresh {
@@ -307,6 +308,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 				TS: r.m.TS, Type: r.m.Type, Cid: r.m.Cid, Data: r.m.Data}
 			eInbox, eSeq, eID, eSender = append(eInbox, in), append(eSeq, next[in]), append(eID, r.m.ID), append(eSender, r.m.From)
 			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, nonNil(r.m.Data))
+			eConv = append(eConv, storage.ConvOf(&r.m, in))
 		}
 		results[r] = es
 		if r.m.Idempotent() {
@@ -322,9 +324,9 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 		}
 		b2.Queue(`UPDATE inboxes SET last_seq = d.seq FROM unnest($1::text[], $2::bigint[]) AS d(id, seq)
 			WHERE inboxes.id = d.id AND inboxes.last_seq <> d.seq`, ids, seqs)
-		b2.Queue(`INSERT INTO entries (inbox, seq, id, sender, recipient, ts, kind, cid, data)
-			SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bytea[])`,
-			eInbox, eSeq, eID, eSender, eTo, eTS, eKind, eCid, eData)
+		b2.Queue(`INSERT INTO entries (inbox, seq, id, sender, recipient, ts, kind, cid, data, conv)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::text[])`,
+			eInbox, eSeq, eID, eSender, eTo, eTS, eKind, eCid, eData, eConv)
 		if len(dSender) > 0 {
 			b2.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
 		}

@@ -252,7 +252,7 @@ func newBatch(ctx context.Context, tx *sql.Tx) (*batch, error) {
 		{&b.insContact, "INSERT INTO contacts (user_id, peer, last_ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
 		{&b.selInbox, "SELECT last_seq FROM inboxes WHERE id = ?"},
 		{&b.updInbox, "UPDATE inboxes SET last_seq = ? WHERE id = ?"},
-		{&b.insEntry, "INSERT INTO entries (" + entryColumns + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"},
+		{&b.insEntry, "INSERT INTO entries (" + entryColumns + ", conv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"},
 		{&b.selByID, "SELECT " + entryColumns + " FROM entries WHERE id = ?"},
 	} {
 		st, err := tx.PrepareContext(ctx, p.query)
@@ -311,7 +311,7 @@ func (b *batch) append(m *storage.Message) (result, error) {
 	es := make([]protocol.Entry, len(m.Inboxes))
 	for i, in := range m.Inboxes {
 		seq := b.last[in] + 1
-		if _, err := b.insEntry.ExecContext(b.ctx, in, seq, m.ID, m.From, m.To, m.TS, m.Type, m.Cid, data); err != nil {
+		if _, err := b.insEntry.ExecContext(b.ctx, in, seq, m.ID, m.From, m.To, m.TS, m.Type, m.Cid, data, storage.ConvOf(m, in)); err != nil {
 			return result{}, err
 		}
 		b.last[in], b.dirty[in] = seq, true

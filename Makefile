@@ -3,19 +3,41 @@
 GO        ?= go
 BIN       := bin
 
-.PHONY: help run build test test-race test-short bench lint fmt vet tidy clean
+.PHONY: help run build web test test-web test-e2e test-race test-short bench lint fmt vet tidy clean
 
 help: ## Show the targets.
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## Build bin/parley and the load tools.
 	$(GO) build -o $(BIN)/parley ./cmd/parley
 
-run: build ## Run Parley with configs/parley.yaml (embedded store in ./data; MQTT :1883, WebSocket :8083, HTTP :8080).
+run: web build ## Run Parley with configs/parley.yaml (embedded store in ./data; MQTT :1883, WebSocket :8083, HTTP :8080).
 	./$(BIN)/parley -config configs/parley.yaml
 
-test: vet ## Run every test (race detector on), on the embedded store and the local Postgres.
+test: vet test-web test-e2e ## Run every test (race detector on), on the embedded store and the local Postgres; the web app's too.
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The web app (web/): npm ci when the lockfile changed, vite build when a
+# source is newer than the build. parley embeds web/dist; without it, it
+# serves a page saying to run `make web`.
+WEB_SRC := $(shell find web/src web/sdk web/public -type f 2>/dev/null) web/index.html web/package.json \
+	web/vite.config.ts web/tsconfig.json web/sdk/tsconfig.json
+WEB_DEPS := web/node_modules/.package-lock.json
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
+	cd web && npm run build
+
+web: web/dist/index.html ## Build the web app into web/dist (npm ci and vite build, when needed).
+
+test-web: $(WEB_DEPS) ## Run the web app's and the TypeScript SDK's unit tests (Vitest).
+	cd web && npm test
+
+test-e2e: web ## Run the web app in headless Chromium against a real parley and Postgres.
+	cd web && npm run test:e2e
 
 test-short: ## Run the tests without the race detector.
 	$(GO) test -count=1 ./...
@@ -37,3 +59,4 @@ tidy: ## go mod tidy.
 
 clean: ## Remove build output.
 	rm -rf $(BIN) test-output
+	find web/dist -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true

@@ -29,8 +29,13 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	// Subcommands (see migrate.go); anything else configures and runs a node.
+	if len(args) > 0 && args[0] == migrateCommand {
+		return runMigrate(ctx, args[1:], stdout, stderr)
+	}
 	cfg, path, check, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, migrateSummary)
 		return 0
 	}
 	if err != nil {
@@ -85,7 +90,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending,
 		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
-	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(log)})
+	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log)})
 	if err != nil {
 		return err
 	}
@@ -99,4 +104,3 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
-

@@ -1,0 +1,80 @@
+import mqtt from 'mqtt'
+import type { TransportFactory } from './transport'
+
+/**
+ * The Transport over MQTT.js: MQTT 5 over WebSocket (or TCP in Node), a
+ * persistent session (clean start 0 with a session expiry), and no automatic
+ * reconnect: the client decides when to try again.
+ */
+export const mqttTransport: TransportFactory = (opts, h) => {
+  const decoder = new TextDecoder()
+  const c = mqtt.connect(opts.url, {
+    protocolVersion: 5,
+    clientId: opts.clientId,
+    username: opts.username,
+    password: opts.password,
+    clean: false,
+    properties: { sessionExpiryInterval: opts.sessionExpiry },
+    keepalive: opts.keepalive,
+    reconnectPeriod: 0,
+    connectTimeout: opts.connectTimeout,
+    resubscribe: false,
+    will: opts.will
+      ? { topic: opts.will.topic, payload: opts.will.payload as any, qos: opts.will.qos, retain: opts.will.retain }
+      : undefined,
+  })
+  let closed = false
+  let lastError: (Error & { code?: number }) | undefined
+  const close = () => {
+    if (closed) return
+    closed = true
+    h.onClose(lastError)
+  }
+  c.on('connect', (ack) => h.onConnect(!!ack.sessionPresent))
+  c.on('error', (err) => {
+    lastError = err as Error & { code?: number }
+  })
+  c.on('close', close)
+  c.on('end', close)
+  c.on('message', (topic, payload) => {
+    h.onMessage(topic, typeof payload === 'string' ? payload : decoder.decode(payload))
+  })
+  const whenClosed = () => new Error('connection lost')
+  return {
+    publish(topic, payload, o) {
+      return new Promise((resolve, reject) => {
+        if (closed) return reject(whenClosed())
+        c.publish(topic, payload, { qos: o.qos, retain: !!o.retain }, (err, pk) => {
+          const code = (err as any)?.code
+          if (typeof code === 'number') return resolve(code)
+          if (err) return reject(err)
+          resolve((pk as any)?.reasonCode ?? 0)
+        })
+      })
+    },
+    subscribe(topics, qos) {
+      return new Promise((resolve, reject) => {
+        if (closed) return reject(whenClosed())
+        c.subscribe(topics, { qos }, (err, granted) => {
+          // MQTT.js fails the whole SUBACK when one topic is refused: the
+          // client subscribes to one topic at a time to tell which.
+          const code = (err as any)?.code
+          if (typeof code === 'number') return resolve(topics.map(() => code))
+          if (err) return reject(err)
+          if (granted && granted.length === topics.length) return resolve(granted.map((g) => g.qos))
+          resolve(topics.map(() => 0x80))
+        })
+      })
+    },
+    unsubscribe(topics) {
+      return new Promise((resolve) => {
+        if (closed) return resolve()
+        c.unsubscribe(topics, () => resolve())
+      })
+    },
+    close(graceful) {
+      if (graceful) c.end(false, {}, close)
+      else c.end(true, close)
+    },
+  }
+}

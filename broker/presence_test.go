@@ -165,6 +165,7 @@ func testPresenceDevices(t *testing.T, o brokertest.Options) {
 	if rc := carol.Sub(t, "p/alice", 1); rc != 1 {
 		t.Fatalf("v3 carol subscribing p/alice: %#x", rc)
 	}
+	waitPresence(t, carol.In, "p/alice", 1) // sent after the SUBACK
 
 	before := time.Now().UnixMilli()
 	phone := n.MustV5("alice", at, "alice/phone", brokertest.V5Options{})

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"hash/maphash"
@@ -171,7 +172,7 @@ func (h *Presence) ID() string { return "parley-presence" }
 func (h *Presence) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect, mqtt.OnWill, mqtt.OnPublish,
-		mqtt.OnSubscribed:
+		mqtt.OnSubscribed, mqtt.OnRetainPublished:
 		return true
 	}
 	return false
@@ -409,6 +410,30 @@ func (h *Presence) OnSubscribed(_ *mqtt.Client, pk packets.Packet, codes []byte)
 		if err := h.retainState(t.ID); err != nil {
 			h.log.Warn("retain stored presence", "user", t.ID, "error", err)
 		}
+	}
+}
+
+// OnRetainPublished repairs a race of mochi's: it sends the retained state
+// to a new subscriber after the SUBACK, on the subscriber's goroutine, from a
+// copy taken before queueing it; a change published in between reaches the
+// subscriber first, and the older state after it. When the state sent is no
+// longer the retained one, the current state is published again, behind it
+// in every subscriber's queue (the others get it twice). Rare, and cheap to
+// check: one map lookup.
+func (h *Presence) OnRetainPublished(_ *mqtt.Client, pk packets.Packet) {
+	t, ok := protocol.ParseTopic(pk.TopicName)
+	if !ok || t.Kind != protocol.KindPresence {
+		return
+	}
+	sh := h.shard(t.ID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	cur, ok := h.srv.Topics.Retained.Get(pk.TopicName)
+	if !ok || bytes.Equal(cur.Payload, pk.Payload) {
+		return
+	}
+	if err := h.srv.Publish(pk.TopicName, cur.Payload, true, 1); err != nil {
+		h.log.Warn("publish presence", "user", t.ID, "error", err)
 	}
 }
 

@@ -127,10 +127,7 @@ func testGroupMembers(t *testing.T, s storage.Store) {
 }
 
 func testContacts(t *testing.T, s storage.Store) {
-	p, ok := s.(storage.Presence)
-	if !ok {
-		t.Skip("contacts are read through storage.Presence, which this store does not implement yet")
-	}
+	p := storage.Presence(s)
 	mustUser(t, s, "alice", "bob", "carol")
 	if _, _, err := s.Append(ctx(t), dm("alice", "bob", "")); err != nil {
 		t.Fatal(err)

@@ -222,3 +222,28 @@ func testGroupMessaging(t *testing.T, o brokertest.Options) {
 		t.Fatalf("removed member publishing: %#x", rc)
 	}
 }
+
+// TestAddedMemberIsTold: a user added to a group learns it in its own inbox.
+func TestAddedMemberIsTold(t *testing.T) { forEachStore(t, testAddedMemberIsTold) }
+
+func testAddedMemberIsTold(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
+	at, bt, ct := n.User("alice"), n.User("bob"), n.User("carol")
+	bob := n.MustV5("bob", bt, "bob", brokertest.V5Options{})
+	bob.Sub(t, "u/bob", 1)
+	carol := n.MustV5("carol", ct, "carol", brokertest.V5Options{})
+	carol.Sub(t, "u/carol", 1)
+	g := createGroup(t, n, at, "Trip", "bob")
+	e := bob.In.WaitN(t, 1, protocol.TypeMemberAdded)[0].Entry(t)
+	if e["for"] != "g/"+g.ID || e["name"] != "Trip" || e["by"] != "alice" || e["user"] != "bob" || e["inbox"] != "u/bob" {
+		t.Fatalf("bob's notice = %v", e)
+	}
+	n.HTTPDo("POST", "/v1/groups/"+g.ID+"/members", at, map[string]string{"user": "carol"}, nil)
+	if e := carol.In.WaitN(t, 1, protocol.TypeMemberAdded)[0].Entry(t); e["for"] != "g/"+g.ID {
+		t.Fatalf("carol's notice = %v", e)
+	}
+	n.HTTPDo("DELETE", "/v1/groups/"+g.ID+"/members/carol", at, nil, nil)
+	if e := carol.In.WaitN(t, 1, protocol.TypeMemberRemoved)[0].Entry(t); e["for"] != "g/"+g.ID || e["by"] != "alice" {
+		t.Fatalf("carol's removal notice = %v", e)
+	}
+}

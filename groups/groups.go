@@ -117,6 +117,9 @@ func (s *Service) Create(ctx context.Context, owner, name string, members []stri
 	if _, err := s.event(ctx, g.ID, protocol.TypeGroupCreated, owner, "", name); err != nil {
 		return storage.Group{}, err
 	}
+	for _, m := range ms[1:] {
+		s.notice(ctx, m.User, protocol.TypeMemberAdded, owner, g.ID, name)
+	}
 	return s.store.GetGroup(ctx, g.ID)
 }
 
@@ -178,6 +181,7 @@ func (s *Service) AddMember(ctx context.Context, caller, id, user string) (stora
 	if _, err := s.event(ctx, id, protocol.TypeMemberAdded, caller, user, ""); err != nil {
 		return storage.Group{}, err
 	}
+	s.notice(ctx, user, protocol.TypeMemberAdded, caller, id, g.Name)
 	return s.store.GetGroup(ctx, id)
 }
 
@@ -207,6 +211,9 @@ func (s *Service) RemoveMember(ctx context.Context, caller, id, user string) err
 		return err
 	}
 	s.broker.MembershipChanged(id, user)
+	if g, err := s.store.GetGroup(ctx, id); err == nil {
+		s.notice(ctx, user, protocol.TypeMemberRemoved, caller, id, g.Name)
+	}
 	return nil
 }
 
@@ -238,6 +245,20 @@ func (s *Service) event(ctx context.Context, group, typ, by, user, name string) 
 	}
 	s.broker.Deliver(es[0])
 	return es[0], nil
+}
+
+// notice tells a user, in its own inbox, that it joined or left a group, so
+// that its devices learn of the change without polling. A notice that
+// cannot be stored is not fatal: the group lists still show the change.
+func (s *Service) notice(ctx context.Context, user, typ, by, group, name string) {
+	inbox := protocol.GroupInbox(group)
+	es, _, err := s.store.Append(ctx, storage.Message{
+		ID: uuid.Must(uuid.NewV7()).String(), From: by, To: user, TS: s.now().UnixMilli(), Type: typ,
+		Data: protocol.GroupNoticeData(user, by, inbox, name), Inboxes: []string{protocol.UserInbox(user)}, Conv: inbox,
+	})
+	if err == nil {
+		s.broker.Deliver(es[0])
+	}
 }
 
 // Members returns the ids of a group's members.

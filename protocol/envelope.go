@@ -366,6 +366,15 @@ func GroupEventData(user, by, name string) json.RawMessage {
 	return append(b, '}')
 }
 
+// GroupNoticeData returns the Data of a notice in a user's own inbox that it
+// was added to (or removed from) group inbox ("g/…") named name.
+func GroupNoticeData(user, by, inbox, name string) json.RawMessage {
+	b := GroupEventData(user, by, name)
+	b = append(b[:len(b)-1], `,"for":`...)
+	b = appendString(b, inbox)
+	return append(b, '}')
+}
+
 // GroupReceiptData returns the Data of a delivered receipt for group
 // messages: count of the group's other members have them.
 func GroupReceiptData(status, inbox string, ids []string, count, of int) json.RawMessage {

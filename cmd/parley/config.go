@@ -39,6 +39,7 @@ type config struct {
 	Rate           float64       `key:"limits.rate" default:"50" help:"messages per second each connection may publish (negative: no limit)"`
 	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
 	WritesPending  int           `key:"limits.writes_pending" default:"1024" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
+	MaxMembers     int           `key:"groups.max_members" default:"1024" help:"the most members a group may have"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
 }
@@ -238,6 +239,9 @@ func (c *config) validate() error {
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		errs = append(errs, fmt.Errorf("database.url must be a postgres:// URL (or empty for the embedded store)"))
+	}
+	if c.MaxMembers < 2 || c.MaxMembers > 100000 {
+		errs = append(errs, fmt.Errorf("groups.max_members must be 2 to 100000"))
 	}
 	if c.Writers < 1 || c.Writers > 64 {
 		errs = append(errs, fmt.Errorf("database.writers must be 1 to 64"))

@@ -88,7 +88,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
-		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending,
+		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers,
 		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log)})
 	if err != nil {

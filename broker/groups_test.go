@@ -20,7 +20,7 @@ type groupJSON struct {
 	LastSeq int64 `json:"last_seq"`
 }
 
-func createGroup(t *testing.T, n *brokertest.Node, token, name string, members ...string) groupJSON {
+func createGroup(t testing.TB, n *brokertest.Node, token, name string, members ...string) groupJSON {
 	t.Helper()
 	var g groupJSON
 	if code := n.HTTPDo("POST", "/v1/groups", token, map[string]any{"name": name, "members": members}, &g); code != 201 {

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"os"
 	"testing"
 
 	"github.com/parleychat/parley/broker/brokertest"
@@ -28,4 +29,13 @@ func forEachStore(t *testing.T, test func(t *testing.T, o brokertest.Options)) {
 func withConfig(o brokertest.Options, cfg broker.Config) brokertest.Options {
 	o.Config = cfg
 	return o
+}
+
+// benchStore is the store benchmarks run on: PARLEY_BENCH_STORE=sqlite for
+// the embedded one, Postgres otherwise.
+func benchStore() string {
+	if os.Getenv("PARLEY_BENCH_STORE") == brokertest.SQLite {
+		return brokertest.SQLite
+	}
+	return brokertest.Postgres
 }

@@ -58,6 +58,11 @@ type InboxConfig struct {
 	// GroupCacheTTL is how long group members are remembered; changes made
 	// on this node apply at once. Default 5s.
 	GroupCacheTTL time.Duration
+	// OnDelivered, if set, is told when a device of user acknowledges a
+	// message (type msg) someone else sent into inbox: the push service uses
+	// it to cancel pushes for messages delivered live. It runs on the
+	// device's read goroutine and must not block.
+	OnDelivered func(user, inbox, id string)
 }
 
 func (c *InboxConfig) setDefaults() {
@@ -541,6 +546,9 @@ func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 		h.cursorMu.Lock()
 		h.dirty[cursorKey{sess.id, hd.Inbox}] = at
 		h.cursorMu.Unlock()
+	}
+	if hd.Type == protocol.TypeMsg && hd.From != sess.user && h.cfg.OnDelivered != nil {
+		h.cfg.OnDelivered(sess.user, hd.Inbox, hd.ID)
 	}
 	if hd.Type == protocol.TypeMsg && hd.From != sess.user &&
 		(hd.Inbox == protocol.UserInbox(sess.user) || strings.HasPrefix(hd.Inbox, protocol.GroupPrefix)) {

@@ -17,12 +17,23 @@ import (
 // BenchmarkPublishDM measures DMs per second through a real node (mochi
 // broker, hooks, Postgres) and the publish→PUBACK latency a sender sees, with
 // 1, 100 and 1,000 concurrent senders, each publishing its next message when
-// the previous one is acknowledged. Every recipient is subscribed, so the
-// figures include live delivery of both copies.
+// the previous one is acknowledged, on the embedded store and on Postgres in
+// the same run. Every recipient is subscribed, so the figures include live
+// delivery of both copies and the delivered receipts.
 func BenchmarkPublishDM(b *testing.B) {
-	for _, senders := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) {
-			n := brokertest.Start(b, brokertest.Options{})
+	for _, store := range brokertest.Stores {
+		for _, senders := range []int{1, 100, 1000} {
+			b.Run(fmt.Sprintf("store=%s/senders=%d", store, senders), func(b *testing.B) {
+				benchPublishDM(b, store, senders)
+			})
+		}
+	}
+}
+
+func benchPublishDM(b *testing.B, store string, senders int) {
+	{
+		{
+			n := brokertest.Start(b, brokertest.Options{Store: store})
 			users := senders
 			if users < 2 {
 				users = 2
@@ -68,6 +79,6 @@ func BenchmarkPublishDM(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			b.ReportMetric(0, "ns/op")
-		})
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -209,6 +210,20 @@ func TestSIGTERMDrains(t *testing.T) {
 	tok := n.User("alice")
 	alice := n.MustV5("alice", tok, "alice", brokertest.V5Options{})
 	alice.Pub(t, "u/alice", "note to self")
+	// The metrics operators rely on are exported.
+	resp, err := http.Get(c.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"parley_mqtt_connections 1", "parley_mqtt_messages_received_total", "parley_mqtt_messages_sent_total",
+		"parley_store_batch_size_count", "parley_store_batch_seconds_bucket", "parley_entries_stored_total{type=\"msg\"} 1",
+		"process_resident_memory_bytes", "go_goroutines"} {
+		if !strings.Contains(string(body), name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -247,3 +247,36 @@ func testAddedMemberIsTold(t *testing.T, o brokertest.Options) {
 		t.Fatalf("carol's removal notice = %v", e)
 	}
 }
+
+// TestGroupV3: MQTT 3.1.1 members send and receive group messages; a
+// non-member gets an error entry.
+func TestGroupV3(t *testing.T) { forEachStore(t, testGroupV3) }
+
+func testGroupV3(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
+	at, bt, ct := n.User("alice"), n.User("bob"), n.User("carol")
+	g := createGroup(t, n, at, "Trip", "bob")
+	topic := "g/" + g.ID
+	bob := n.MustV3("bob", bt, "bob", true)
+	if rc := bob.Sub(t, topic, 1); rc != 1 {
+		t.Fatalf("v3 member subscribing: %#x", rc)
+	}
+	alice := n.MustV3("alice", at, "alice", true)
+	if err := alice.Pub(t, topic, `{"cid":"x","body":{"text":"hi group"}}`); err != nil {
+		t.Fatal(err)
+	}
+	if e := bob.In.WaitN(t, 1, protocol.TypeMsg)[0].Entry(t); e["inbox"] != topic || e["from"] != "alice" || e["seq"] != 2.0 {
+		t.Fatalf("v3 member received %v", e)
+	}
+	carol := n.MustV3("carol", ct, "carol", true)
+	carol.Sub(t, "u/carol", 1)
+	if rc := carol.Sub(t, topic, 1); rc != 0x80 {
+		t.Fatalf("v3 non-member subscribing: %#x, want 0x80", rc)
+	}
+	if err := carol.Pub(t, topic, `{"cid":"y","body":{}}`); err != nil {
+		t.Fatal(err)
+	}
+	if e := carol.In.WaitN(t, 1, protocol.TypeError)[0].Entry(t); e["code"] != 135.0 || e["cid"] != "y" {
+		t.Fatalf("v3 non-member's error entry = %v", e)
+	}
+}

@@ -121,7 +121,7 @@ type presenceShard struct {
 	// in the order of the changes.
 	mu      sync.Mutex
 	users   map[string]*userPresence // users with a device, or not offline
-	pending map[*device]string       // devices not yet established -> their user
+	pending map[*device]string       // devices not yet established (OnSessionEstablished) -> their user
 }
 
 type userPresence struct {
@@ -133,11 +133,10 @@ type userPresence struct {
 // device is one connection of a user. A client id has at most one: a new
 // connection with the same id takes the session over and replaces it.
 type device struct {
-	cl          *mqtt.Client
-	live        bool // counts for presence
-	established bool // mochi called OnSessionEstablished for cl
-	away        bool
-	limiter     *rate.Limiter
+	cl      *mqtt.Client
+	live    bool // counts for presence: established, or took over a device that was
+	away    bool
+	limiter *rate.Limiter
 }
 
 // NewPresence returns the Presence hook. srv must have InlineClient enabled;
@@ -256,7 +255,7 @@ func (h *Presence) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 		return // already taken over, or swept
 	}
 	delete(sh.pending, d)
-	d.established, d.live = true, true
+	d.live = true
 	h.update(user, u)
 }
 

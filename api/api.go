@@ -52,6 +52,9 @@ type Config struct {
 	Timeout time.Duration
 	// Groups serves the /v1/groups routes. Optional.
 	Groups Groups
+	// Push serves /v1/devices, /v1/me/push and /v1/me/mutes. Optional: nil
+	// when push notifications are off.
+	Push PushStore
 	// Presence serves /v1/presence and /v1/me/presence. Optional.
 	Presence Presence
 }
@@ -81,6 +84,7 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	a.registerGroups()
 	a.registerConversations()
 	a.registerPresence()
+	a.registerPush()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	if cfg.Metrics != nil {

@@ -24,16 +24,16 @@ func BenchmarkPublishDM(b *testing.B) {
 	for _, store := range brokertest.Stores {
 		for _, senders := range []int{1, 100, 1000} {
 			b.Run(fmt.Sprintf("store=%s/senders=%d", store, senders), func(b *testing.B) {
-				benchPublishDM(b, store, senders)
+				benchPublishDM(b, brokertest.Options{Store: store}, senders)
 			})
 		}
 	}
 }
 
-func benchPublishDM(b *testing.B, store string, senders int) {
+func benchPublishDM(b *testing.B, o brokertest.Options, senders int) {
 	{
 		{
-			n := brokertest.Start(b, brokertest.Options{Store: store})
+			n := brokertest.Start(b, o)
 			users := senders
 			if users < 2 {
 				users = 2

@@ -15,13 +15,20 @@
 //   - Retryable: try again later, after Backoff(attempt, Result.RetryAfter).
 //   - Permanent: this notification cannot be sent; retrying will not help.
 //
-// Deciding who gets a push, queueing, coalescing and retrying are the caller's
-// business (the outbox): this package does one attempt per Send, bounded by a
-// timeout, and keeps no state about tokens.
+// A Sender makes one attempt per Send, bounded by a timeout, and keeps no
+// state about tokens: deciding who gets a push, queueing, coalescing and
+// retrying are the Service's business.
 //
 // NewNotification builds the Notification for a chat message: title, preview
 // truncated on a rune boundary, per-conversation thread, unread badge, and the
 // data the app needs to open the conversation.
+//
+// Service is the outbox's dispatcher: it claims the push jobs the store
+// queues with each message, after a grace period, decides who gets a push
+// (no device acknowledged the message, the conversation is not muted, the
+// user has tokens), coalesces what waits per user and conversation, sends
+// through a Sender (a Router), retries Retryable results with Backoff and
+// deletes InvalidToken tokens.
 //
 // Package pushtest has fake APNs and FCM servers for tests.
 package push

@@ -120,6 +120,13 @@ func CopyTables() []Table {
 		{Name: "presence", Columns: []Column{text("user_id"), {Name: "last_seen", Kind: KindTime, Null: true}, text("privacy")}},
 		// 004_reads.sql (adds entries.conv, above)
 		{Name: "read_cursors", Columns: []Column{text("user_id"), text("inbox"), text("conv"), integer("seq"), timestamp("updated_at")}},
+		// 005_push.sql
+		{Name: "push_devices", Columns: []Column{text("token"), text("user_id"), text("platform"), text("environment"),
+			text("device"), timestamp("updated_at")}},
+		{Name: "push_settings", Columns: []Column{text("user_id"), integer("preview")}},
+		{Name: "push_mutes", Columns: []Column{text("user_id"), text("conv"), {Name: "until", Kind: KindTime, Null: true}}},
+		{Name: "push_jobs", Columns: []Column{id("id"), text("inbox"), integer("seq"), text("sender"), text("recipient"),
+			integer("ts"), bytes("data"), integer("lease_until")}},
 	}
 }
 

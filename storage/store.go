@@ -39,6 +39,7 @@ type Store interface {
 	Groups
 	Reads
 	Presence
+	Push
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store. Pending appends are finished first.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
+	"github.com/parleychat/parley/push"
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
 	"github.com/parleychat/parley/storage/postgres/pgtest"
@@ -64,6 +65,9 @@ type Options struct {
 	OpenStore func(t testing.TB, url string) storage.Store
 	// Config is the broker configuration; addresses are set to free ports.
 	Config broker.Config
+	// Push, if set, turns push notifications on with this sender, and the
+	// default store queues push jobs.
+	Push push.Sender
 }
 
 // Start starts a node on 127.0.0.1 with free ports and stops it when the
@@ -76,7 +80,7 @@ func Start(t testing.TB, o Options) *Node {
 		}
 		if o.OpenStore == nil {
 			o.OpenStore = func(t testing.TB, path string) storage.Store {
-				s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path}, Logger(t, "store"))
+				s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path, PushJobs: o.Push != nil}, Logger(t, "store"))
 				if err != nil {
 					t.Fatalf("open store: %v", err)
 				}
@@ -90,7 +94,7 @@ func Start(t testing.TB, o Options) *Node {
 	if o.OpenStore == nil {
 		o.OpenStore = func(t testing.TB, url string) storage.Store {
 			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, OpTimeout: 3 * time.Second,
-				ConnectTimeout: time.Second}, Logger(t, "store"))
+				ConnectTimeout: time.Second, PushJobs: o.Push != nil}, Logger(t, "store"))
 			if err != nil {
 				t.Fatalf("open store: %v", err)
 			}
@@ -108,7 +112,7 @@ func Start(t testing.TB, o Options) *Node {
 	if cfg.Inbox.Rate == 0 {
 		cfg.Inbox.Rate = -1
 	}
-	srv, err := broker.New(cfg, broker.Deps{Store: st, Accounts: accounts, Log: Logger(t, "parley")})
+	srv, err := broker.New(cfg, broker.Deps{Store: st, Accounts: accounts, Log: Logger(t, "parley"), Push: o.Push})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,17 @@ type config struct {
 	MaxPayload     int           `key:"limits.max_payload" default:"65536" help:"largest message payload in bytes"`
 	Rate           float64       `key:"limits.rate" default:"50" help:"messages per second each connection may publish (negative: no limit)"`
 	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
-	WritesPending  int           `key:"limits.writes_pending" default:"1024" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
+	WritesPending  int           `key:"limits.writes_pending" default:"256" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
 	MaxMembers     int           `key:"groups.max_members" default:"1024" help:"the most members a group may have"`
+	PushAPNsKey    string        `key:"push.apns.key_file" default:"" help:"APNs .p8 signing key; empty leaves APNs off"`
+	PushAPNsKeyID  string        `key:"push.apns.key_id" default:"" help:"APNs key id (10 characters)"`
+	PushAPNsTeam   string        `key:"push.apns.team_id" default:"" help:"Apple developer team id"`
+	PushAPNsTopic  string        `key:"push.apns.topic" default:"" help:"the iOS app's bundle id"`
+	PushFCMCreds   string        `key:"push.fcm.credentials_file" default:"" help:"FCM service-account JSON key; empty leaves FCM off"`
+	PushFCMProject string        `key:"push.fcm.project_id" default:"" help:"Firebase project id (default: the credentials' project)"`
+	PushLog        bool          `key:"push.log" default:"false" help:"development: log notifications instead of sending them (every platform not configured above)"`
+	PushGrace      time.Duration `key:"push.grace" default:"3s" help:"wait before pushing, so that users who reconnect get no push"`
+	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.addr, for measuring (keep http.addr private)"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
 }
@@ -248,6 +257,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
 		errs = append(errs, fmt.Errorf("database.max_batch must be 1 to 10000"))
+	}
+	if c.PushGrace <= 0 || c.PushGrace > time.Hour {
+		errs = append(errs, fmt.Errorf("push.grace must be more than 0 and at most 1h"))
 	}
 	if _, err := c.admins(); err != nil {
 		errs = append(errs, err)

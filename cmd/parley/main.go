@@ -19,6 +19,7 @@ import (
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/hooks"
+	"github.com/parleychat/parley/push"
 )
 
 func main() {
@@ -86,11 +87,23 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	pushRouter, closePush, err := newPushRouter(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closePush()
+	var pushSender push.Sender
+	if pushRouter != nil {
+		pushSender = pushRouter
+	}
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers,
+		Pprof: cfg.Pprof,
 		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
-	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log)})
+		Push:  push.ServiceConfig{Grace: cfg.PushGrace},
+	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
+		Push: pushSender})
 	if err != nil {
 		return err
 	}

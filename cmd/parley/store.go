@@ -23,7 +23,7 @@ func openStore(ctx context.Context, cfg config, reg *prometheus.Registry, log *s
 		}
 	}
 	st, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, Writers: cfg.Writers, MaxBatch: cfg.MaxBatch,
-		OnBatch: storeMetrics(reg)}, log.With("component", "store"))
+		OnBatch: storeMetrics(reg), PushJobs: cfg.pushEnabled()}, log.With("component", "store"))
 	if err != nil {
 		return nil, err
 	}
@@ -33,7 +33,8 @@ func openStore(ctx context.Context, cfg config, reg *prometheus.Registry, log *s
 
 // openEmbedded opens the embedded SQLite store at database.path.
 func openEmbedded(ctx context.Context, cfg config, reg *prometheus.Registry, log *slog.Logger) (storage.Store, error) {
-	st, err := sqlite.Open(ctx, sqlite.Config{Path: cfg.DatabasePath, MaxBatch: cfg.MaxBatch, OnBatch: storeMetrics(reg)},
+	st, err := sqlite.Open(ctx, sqlite.Config{Path: cfg.DatabasePath, MaxBatch: cfg.MaxBatch, OnBatch: storeMetrics(reg),
+		PushJobs: cfg.pushEnabled()},
 		log.With("component", "store"))
 	if err != nil {
 		return nil, err

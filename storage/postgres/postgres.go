@@ -43,6 +43,10 @@ type Config struct {
 	// OnBatch, if set, is told about every group-commit transaction: how many
 	// appends it carried, how long it took, and its error. For metrics.
 	OnBatch func(size int, took time.Duration, err error)
+	// PushJobs queues a push job (table push_jobs) with every new message of
+	// type msg, in the transaction that stores it. Set it when a push
+	// service consumes the queue. Default false.
+	PushJobs bool
 }
 
 func (c *Config) setDefaults() {

@@ -12,7 +12,7 @@ import (
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storage.Store {
-		s, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t)}, nil)
+		s, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t), PushJobs: true}, nil)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

@@ -336,6 +336,9 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 				ON CONFLICT DO NOTHING`, cu, cp, cts)
 		}
 	}
+	if w.s.cfg.PushJobs {
+		queuePushJobs(&b2, fresh, results)
+	}
 	b2.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &b2).Close(); err != nil {
 		return reqs, err

@@ -50,6 +50,10 @@ type Config struct {
 	// runs on the writer goroutine before the batch's callers are answered:
 	// keep it short, and do not call the store from it.
 	OnBatch func(size int, took time.Duration, err error)
+	// PushJobs queues a push job (table push_jobs) with every new message of
+	// type msg, in the transaction that stores it. Set it when a push
+	// service consumes the queue. Default false.
+	PushJobs bool
 }
 
 // DefaultPath is where the store lives when Config.Path is empty.

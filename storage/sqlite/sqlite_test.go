@@ -72,7 +72,7 @@ func dm(from, to, cid string) storage.Message {
 
 func TestContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storage.Store {
-		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "parley.db")}, nil)
+		s, err := sqlite.Open(context.Background(), sqlite.Config{Path: filepath.Join(t.TempDir(), "parley.db"), PushJobs: true}, nil)
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}

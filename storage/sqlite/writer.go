@@ -196,7 +196,7 @@ func (s *Store) tryCommit(batch []*request, idx []int, results []result) error {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	b, err := newBatch(ctx, tx)
+	b, err := newBatch(ctx, tx, s.cfg.PushJobs)
 	if err != nil {
 		return err
 	}
@@ -231,6 +231,7 @@ type batch struct {
 	tx  *sql.Tx
 
 	selDedup, insDedup, selInbox, updInbox, insEntry, selByID, insContact *sql.Stmt
+	insPushJob                                                            *sql.Stmt // nil unless Config.PushJobs
 
 	// last holds the inbox counters this transaction has read, with the
 	// seqs it has given out since; dirty are those to write back. Appends
@@ -241,8 +242,15 @@ type batch struct {
 	missing map[string]bool // inboxes found not to exist
 }
 
-func newBatch(ctx context.Context, tx *sql.Tx) (*batch, error) {
+func newBatch(ctx context.Context, tx *sql.Tx, pushJobs bool) (*batch, error) {
 	b := &batch{ctx: ctx, tx: tx, last: map[string]int64{}, dirty: map[string]bool{}, missing: map[string]bool{}}
+	if pushJobs {
+		st, err := tx.PrepareContext(ctx, insPushJobSQL)
+		if err != nil {
+			return nil, err
+		}
+		b.insPushJob = st
+	}
 	for _, p := range []struct {
 		stmt  **sql.Stmt
 		query string
@@ -266,7 +274,7 @@ func newBatch(ctx context.Context, tx *sql.Tx) (*batch, error) {
 }
 
 func (b *batch) close() {
-	for _, st := range []*sql.Stmt{b.selDedup, b.insDedup, b.selInbox, b.updInbox, b.insEntry, b.selByID, b.insContact} {
+	for _, st := range []*sql.Stmt{b.selDedup, b.insDedup, b.selInbox, b.updInbox, b.insEntry, b.selByID, b.insContact, b.insPushJob} {
 		if st != nil {
 			st.Close()
 		}
@@ -328,6 +336,11 @@ func (b *batch) append(m *storage.Message) (result, error) {
 			if _, err := b.insContact.ExecContext(b.ctx, p[0], p[1], m.TS); err != nil {
 				return result{}, err
 			}
+		}
+	}
+	if b.insPushJob != nil && storage.WantsPush(m) {
+		if _, err := b.insPushJob.ExecContext(b.ctx, m.ID, es[0].Inbox, es[0].Seq, m.From, m.To, m.TS, data); err != nil {
+			return result{}, err
 		}
 	}
 	return result{entries: es}, nil

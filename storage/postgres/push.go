@@ -1,0 +1,235 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parleychat/parley/storage"
+)
+
+var _ storage.Push = (*Store)(nil)
+
+// PutPushDevice upserts a token; a token of another user moves to d.User.
+func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)
+		VALUES ($1, $2, $3, $4, $5, now())
+		ON CONFLICT (token) DO UPDATE SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform,
+			environment = EXCLUDED.environment, device = EXCLUDED.device, updated_at = now()`,
+		d.Token, d.User, d.Platform, d.Environment, d.Device)
+	if err != nil {
+		return fmt.Errorf("put push device: %w", classifyFK(err))
+	}
+	return nil
+}
+
+// classifyFK maps a foreign-key violation (an unknown user) to ErrNotFound.
+func classifyFK(err error) error {
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) && pgErr.SQLState() == "23503" {
+		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+	}
+	return classify(err)
+}
+
+// PushDevices returns a user's tokens, oldest first.
+func (s *Store) PushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	ds, err := s.pushDevices(ctx, s.pool, user)
+	if err != nil {
+		return nil, fmt.Errorf("push devices: %w", classify(err))
+	}
+	return ds, nil
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) pushDevices(ctx context.Context, q querier, user string) ([]storage.PushDevice, error) {
+	rows, err := q.Query(ctx, `SELECT token, user_id, platform, environment, device, updated_at
+		FROM push_devices WHERE user_id = $1 ORDER BY updated_at, token`, user)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.PushDevice, error) {
+		var d storage.PushDevice
+		err := r.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &d.UpdatedAt)
+		return d, err
+	})
+}
+
+// DeletePushDevice removes a user's token, or returns ErrNotFound.
+func (s *Store) DeletePushDevice(ctx context.Context, user, token string) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, "DELETE FROM push_devices WHERE token = $1 AND user_id = $2", token, user)
+	if err != nil {
+		return fmt.Errorf("delete push device: %w", classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete push device: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// RemovePushToken deletes an invalid token unless it was registered again
+// after before.
+func (s *Store) RemovePushToken(ctx context.Context, token string, before time.Time) (bool, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if before.IsZero() {
+		before = time.Now().Add(24 * time.Hour)
+	}
+	tag, err := s.pool.Exec(ctx, "DELETE FROM push_devices WHERE token = $1 AND updated_at <= $2", token, before)
+	if err != nil {
+		return false, fmt.Errorf("remove push token: %w", classify(err))
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// SetPushPreview sets a user's preview setting.
+func (s *Store) SetPushPreview(ctx context.Context, user string, on bool) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	v := 0
+	if on {
+		v = 1
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO push_settings (user_id, preview) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET preview = EXCLUDED.preview`, user, v)
+	if err != nil {
+		return fmt.Errorf("set push preview: %w", classifyFK(err))
+	}
+	return nil
+}
+
+// SetPushMute mutes a conversation until until (zero: for ever).
+func (s *Store) SetPushMute(ctx context.Context, user, conv string, until time.Time) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var u *time.Time
+	if !until.IsZero() {
+		u = &until
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO push_mutes (user_id, conv, until) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id, conv) DO UPDATE SET until = EXCLUDED.until`, user, conv, u)
+	if err != nil {
+		return fmt.Errorf("set push mute: %w", classifyFK(err))
+	}
+	return nil
+}
+
+// DeletePushMute unmutes a conversation.
+func (s *Store) DeletePushMute(ctx context.Context, user, conv string) error {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, "DELETE FROM push_mutes WHERE user_id = $1 AND conv = $2", user, conv); err != nil {
+		return fmt.Errorf("delete push mute: %w", classify(err))
+	}
+	return nil
+}
+
+// PushProfile returns a user's settings, mutes and tokens.
+func (s *Store) PushProfile(ctx context.Context, user string) (storage.PushProfile, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	p := storage.PushProfile{Preview: true, Mutes: map[string]time.Time{}}
+	var preview int64
+	err := s.pool.QueryRow(ctx, "SELECT preview FROM push_settings WHERE user_id = $1", user).Scan(&preview)
+	switch {
+	case err == nil:
+		p.Preview = preview != 0
+	case !errors.Is(err, pgx.ErrNoRows):
+		return p, fmt.Errorf("push profile: %w", classify(err))
+	}
+	rows, err := s.pool.Query(ctx, "SELECT conv, until FROM push_mutes WHERE user_id = $1", user)
+	if err != nil {
+		return p, fmt.Errorf("push profile: %w", classify(err))
+	}
+	for rows.Next() {
+		var conv string
+		var until *time.Time
+		if err := rows.Scan(&conv, &until); err != nil {
+			rows.Close()
+			return p, fmt.Errorf("push profile: %w", classify(err))
+		}
+		if until != nil {
+			p.Mutes[conv] = *until
+		} else {
+			p.Mutes[conv] = time.Time{}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("push profile: %w", classify(err))
+	}
+	if p.Devices, err = s.pushDevices(ctx, s.pool, user); err != nil {
+		return p, fmt.Errorf("push profile: %w", classify(err))
+	}
+	return p, nil
+}
+
+// ClaimPushJobs leases due jobs and the other waiting jobs of their inboxes.
+// SKIP LOCKED lets several nodes claim side by side without waiting on each
+// other's rows.
+func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]storage.PushJob, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `UPDATE push_jobs SET lease_until = $4
+		WHERE id IN (
+			SELECT id FROM push_jobs
+			WHERE lease_until <= $2 AND inbox IN (
+				SELECT inbox FROM push_jobs WHERE ts <= $1 AND lease_until <= $2 ORDER BY ts LIMIT $3)
+			ORDER BY ts LIMIT $3 * 4
+			FOR UPDATE SKIP LOCKED)
+		RETURNING id::text, inbox, seq, sender, recipient, ts, data`,
+		dueTS, now.UnixMilli(), limit, leaseUntil.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("claim push jobs: %w", classify(err))
+	}
+	js, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.PushJob, error) {
+		var j storage.PushJob
+		err := r.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data)
+		return j, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim push jobs: %w", classify(err))
+	}
+	sortJobs(js)
+	return js, nil
+}
+
+// DeletePushJobs removes finished jobs.
+func (s *Store) DeletePushJobs(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if _, err := s.pool.Exec(ctx, "DELETE FROM push_jobs WHERE id = ANY($1::uuid[])", ids); err != nil {
+		return fmt.Errorf("delete push jobs: %w", classify(err))
+	}
+	return nil
+}
+
+// CountPushJobs returns the queue's length and its oldest ts.
+func (s *Store) CountPushJobs(ctx context.Context) (int64, int64, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var n, oldest int64
+	if err := s.pool.QueryRow(ctx, "SELECT count(*), coalesce(min(ts), 0) FROM push_jobs").Scan(&n, &oldest); err != nil {
+		return 0, 0, fmt.Errorf("count push jobs: %w", classify(err))
+	}
+	return n, oldest, nil
+}
+
+// sortJobs orders jobs oldest first (RETURNING keeps no order).
+func sortJobs(js []storage.PushJob) {
+	storage.SortPushJobs(js)
+}

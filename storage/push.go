@@ -1,0 +1,100 @@
+package storage
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/parleychat/parley/protocol"
+)
+
+// PushDevice is one push token registered by a user's app.
+type PushDevice struct {
+	Token       string // the provider's device token; unique across users
+	User        string
+	Platform    string // "apns" or "fcm"
+	Environment string // APNs "production" or "sandbox"; "" when unknown or FCM
+	Device      string // the app's name for the installation, e.g. "alice/phone"
+	UpdatedAt   time.Time
+}
+
+// PushProfile is what the push service needs to know about one recipient.
+type PushProfile struct {
+	Preview bool                 // show message text (default true)
+	Mutes   map[string]time.Time // conversation → muted until; zero time: for ever
+	Devices []PushDevice
+}
+
+// Muted reports whether conversation conv is muted at now.
+func (p PushProfile) Muted(conv string, now time.Time) bool {
+	until, ok := p.Mutes[conv]
+	return ok && (until.IsZero() || now.Before(until))
+}
+
+// PushJob is a stored message waiting for its push notifications: one per
+// message of type msg, written in the transaction that stores the message,
+// deleted once its recipients have been notified (or skipped).
+type PushJob struct {
+	ID    string // the message id
+	Inbox string // the recipient's copy: "u/{to}" for a DM, "g/{group}"
+	Seq   int64  // its seq in Inbox
+	From  string
+	To    string
+	TS    int64 // Unix milliseconds
+	Data  []byte
+}
+
+// Push stores push tokens, push settings and mutes, and the queue of push
+// jobs. The jobs themselves are written by Append when the store is
+// configured to queue them.
+type Push interface {
+	// PutPushDevice registers or refreshes a token for d.User; a token
+	// registered by another user moves to d.User.
+	PutPushDevice(ctx context.Context, d PushDevice) error
+	// PushDevices returns a user's tokens, oldest first.
+	PushDevices(ctx context.Context, user string) ([]PushDevice, error)
+	// DeletePushDevice removes a user's token, or returns ErrNotFound.
+	DeletePushDevice(ctx context.Context, user, token string) error
+	// RemovePushToken deletes a token the provider called invalid, unless it
+	// was registered again after before (zero: delete regardless). It
+	// reports whether it deleted it.
+	RemovePushToken(ctx context.Context, token string, before time.Time) (bool, error)
+	// SetPushPreview sets whether a user's notifications show message text.
+	SetPushPreview(ctx context.Context, user string, on bool) error
+	// SetPushMute mutes conversation conv ("u/{peer}" or "g/{group}") of
+	// user until until (zero: for ever).
+	SetPushMute(ctx context.Context, user, conv string, until time.Time) error
+	// DeletePushMute unmutes a conversation; unmuting one that is not muted
+	// is not an error.
+	DeletePushMute(ctx context.Context, user, conv string) error
+	// PushProfile returns a user's push settings, mutes and tokens.
+	PushProfile(ctx context.Context, user string) (PushProfile, error)
+
+	// ClaimPushJobs leases, until leaseUntil, up to about limit jobs whose
+	// message was sent at or before dueTS (Unix ms) together with every
+	// other unleased job of the same inboxes (so that a burst is
+	// coalesced), and returns them oldest first. Jobs leased by another
+	// claimer are skipped; a lease that ran out (a crashed node) may be
+	// claimed again.
+	ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]PushJob, error)
+	// DeletePushJobs removes finished jobs.
+	DeletePushJobs(ctx context.Context, ids []string) error
+	// CountPushJobs returns the number of queued jobs and the ts (Unix ms)
+	// of the oldest, 0 if none: for metrics.
+	CountPushJobs(ctx context.Context) (n int64, oldestTS int64, err error)
+}
+
+// SortPushJobs orders jobs by ts, then inbox and seq.
+func SortPushJobs(js []PushJob) {
+	slices.SortFunc(js, func(a, b PushJob) int {
+		return cmp.Or(cmp.Compare(a.TS, b.TS), cmp.Compare(a.Inbox, b.Inbox), cmp.Compare(a.Seq, b.Seq))
+	})
+}
+
+// WantsPush reports whether storing m queues a push job: a chat message
+// (type msg) to someone else. Typing, receipts, read markers and notices
+// never push.
+func WantsPush(m *Message) bool {
+	return m.Type == protocol.TypeMsg && m.From != m.To && len(m.Inboxes) > 0
+}

@@ -1,0 +1,285 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/parleychat/parley/storage"
+)
+
+var _ storage.Push = (*Store)(nil)
+
+// fkNotFound maps a foreign-key violation (an unknown user) to ErrNotFound.
+func fkNotFound(err error) error {
+	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+		return fmt.Errorf("user: %w", storage.ErrNotFound)
+	}
+	return classify(err)
+}
+
+// PutPushDevice upserts a token; a token of another user moves to d.User.
+func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
+				environment = excluded.environment, device = excluded.device, updated_at = excluded.updated_at`,
+			d.Token, d.User, d.Platform, d.Environment, d.Device, time.Now().UnixMicro())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put push device: %w", fkNotFound(err))
+	}
+	return nil
+}
+
+// PushDevices returns a user's tokens, oldest first.
+func (s *Store) PushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
+	ctx, cancel, err := s.reading(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("push devices: %w", err)
+	}
+	defer cancel()
+	ds, err := s.pushDevices(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("push devices: %w", s.readErr(err))
+	}
+	return ds, nil
+}
+
+func (s *Store) pushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT token, user_id, platform, environment, device, updated_at
+		FROM push_devices WHERE user_id = ? ORDER BY updated_at, token`, user)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ds []storage.PushDevice
+	for rows.Next() {
+		var d storage.PushDevice
+		var us int64
+		if err := rows.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &us); err != nil {
+			return nil, err
+		}
+		d.UpdatedAt = time.UnixMicro(us)
+		ds = append(ds, d)
+	}
+	return ds, rows.Err()
+}
+
+// DeletePushDevice removes a user's token, or returns ErrNotFound.
+func (s *Store) DeletePushDevice(ctx context.Context, user, token string) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM push_devices WHERE token = ? AND user_id = ?", token, user)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmpErr(err, storage.ErrNotFound)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete push device: %w", classify(err))
+	}
+	return nil
+}
+
+// cmpErr returns err if not nil, else alt.
+func cmpErr(err, alt error) error {
+	if err != nil {
+		return err
+	}
+	return alt
+}
+
+// RemovePushToken deletes an invalid token unless it was registered again
+// after before.
+func (s *Store) RemovePushToken(ctx context.Context, token string, before time.Time) (bool, error) {
+	if before.IsZero() {
+		before = time.Now().Add(24 * time.Hour)
+	}
+	var n int64
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "DELETE FROM push_devices WHERE token = ? AND updated_at <= ?", token, before.UnixMicro())
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("remove push token: %w", classify(err))
+	}
+	return n > 0, nil
+}
+
+// SetPushPreview sets a user's preview setting.
+func (s *Store) SetPushPreview(ctx context.Context, user string, on bool) error {
+	v := 0
+	if on {
+		v = 1
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO push_settings (user_id, preview) VALUES (?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET preview = excluded.preview`, user, v)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set push preview: %w", fkNotFound(err))
+	}
+	return nil
+}
+
+// SetPushMute mutes a conversation until until (zero: for ever).
+func (s *Store) SetPushMute(ctx context.Context, user, conv string, until time.Time) error {
+	var u any
+	if !until.IsZero() {
+		u = until.UnixMicro()
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO push_mutes (user_id, conv, until) VALUES (?, ?, ?)
+			ON CONFLICT (user_id, conv) DO UPDATE SET until = excluded.until`, user, conv, u)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set push mute: %w", fkNotFound(err))
+	}
+	return nil
+}
+
+// DeletePushMute unmutes a conversation.
+func (s *Store) DeletePushMute(ctx context.Context, user, conv string) error {
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM push_mutes WHERE user_id = ? AND conv = ?", user, conv)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete push mute: %w", classify(err))
+	}
+	return nil
+}
+
+// PushProfile returns a user's settings, mutes and tokens.
+func (s *Store) PushProfile(ctx context.Context, user string) (storage.PushProfile, error) {
+	p := storage.PushProfile{Preview: true, Mutes: map[string]time.Time{}}
+	ctx, cancel, err := s.reading(ctx)
+	if err != nil {
+		return p, fmt.Errorf("push profile: %w", err)
+	}
+	defer cancel()
+	var preview int64
+	err = s.rdb.QueryRowContext(ctx, "SELECT preview FROM push_settings WHERE user_id = ?", user).Scan(&preview)
+	switch {
+	case err == nil:
+		p.Preview = preview != 0
+	case !errors.Is(err, sql.ErrNoRows):
+		return p, fmt.Errorf("push profile: %w", s.readErr(err))
+	}
+	rows, err := s.rdb.QueryContext(ctx, "SELECT conv, until FROM push_mutes WHERE user_id = ?", user)
+	if err != nil {
+		return p, fmt.Errorf("push profile: %w", s.readErr(err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var conv string
+		var until sql.NullInt64
+		if err := rows.Scan(&conv, &until); err != nil {
+			return p, fmt.Errorf("push profile: %w", s.readErr(err))
+		}
+		if until.Valid {
+			p.Mutes[conv] = time.UnixMicro(until.Int64)
+		} else {
+			p.Mutes[conv] = time.Time{}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return p, fmt.Errorf("push profile: %w", s.readErr(err))
+	}
+	if p.Devices, err = s.pushDevices(ctx, user); err != nil {
+		return p, fmt.Errorf("push profile: %w", s.readErr(err))
+	}
+	return p, nil
+}
+
+// ClaimPushJobs leases due jobs and the other waiting jobs of their inboxes,
+// in one write of the writer (the one process that owns the file).
+func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]storage.PushJob, error) {
+	var js []storage.PushJob
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		js = js[:0]
+		rows, err := tx.QueryContext(ctx, `UPDATE push_jobs SET lease_until = ?4
+			WHERE id IN (
+				SELECT id FROM push_jobs
+				WHERE lease_until <= ?2 AND inbox IN (
+					SELECT inbox FROM push_jobs WHERE ts <= ?1 AND lease_until <= ?2 ORDER BY ts LIMIT ?3)
+				ORDER BY ts LIMIT ?3 * 4)
+			RETURNING id, inbox, seq, sender, recipient, ts, data`,
+			dueTS, now.UnixMilli(), limit, leaseUntil.UnixMilli())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var j storage.PushJob
+			if err := rows.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data); err != nil {
+				return err
+			}
+			js = append(js, j)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim push jobs: %w", classify(err))
+	}
+	storage.SortPushJobs(js)
+	return js, nil
+}
+
+// DeletePushJobs removes finished jobs.
+func (s *Store) DeletePushJobs(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, "DELETE FROM push_jobs WHERE id = ?")
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, id := range ids {
+			if _, err := st.ExecContext(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete push jobs: %w", classify(err))
+	}
+	return nil
+}
+
+// CountPushJobs returns the queue's length and its oldest ts.
+func (s *Store) CountPushJobs(ctx context.Context) (int64, int64, error) {
+	ctx, cancel, err := s.reading(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("count push jobs: %w", err)
+	}
+	defer cancel()
+	var n, oldest int64
+	if err := s.rdb.QueryRowContext(ctx, "SELECT count(*), coalesce(min(ts), 0) FROM push_jobs").Scan(&n, &oldest); err != nil {
+		return 0, 0, fmt.Errorf("count push jobs: %w", s.readErr(err))
+	}
+	return n, oldest, nil
+}
+
+// insPushJobSQL queues the push job of a new message, in the append's
+// transaction.
+const insPushJobSQL = `INSERT INTO push_jobs (id, inbox, seq, sender, recipient, ts, data)
+	VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`

@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := bin
 
-.PHONY: help run build web test test-web test-e2e test-race test-short bench lint fmt vet tidy clean
+.PHONY: help run build web test test-web test-e2e test-race test-short bench bench-go lint fmt vet tidy clean
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -42,7 +42,16 @@ test-e2e: web ## Run the web app in headless Chromium against a real parley and 
 test-short: ## Run the tests without the race detector.
 	$(GO) test -count=1 ./...
 
-bench: ## Run the Go benchmarks of the store and publish paths.
+# make bench: Parley side by side with bare mochi-mqtt and Mosquitto on this
+# machine (raw MQTT QoS 0/1 throughput and latency with ratios, dm and group,
+# the highest DM rate under p99 100 ms, idle connections), medians of three;
+# about 10 minutes. Needs mosquitto and a Postgres on 127.0.0.1 where user
+# postgres may create databases. BENCH_FLAGS=-quick checks the bench itself.
+BENCH_FLAGS ?=
+bench: ## Benchmark Parley against bare mochi-mqtt and Mosquitto (~10 min); results in bench/results/.
+	$(GO) run ./loadtest/cmd/parley-bench -out bench/results $(BENCH_FLAGS)
+
+bench-go: ## Run the Go benchmarks of the store and publish paths.
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 3 ./storage/... ./broker/... | tee bench.out
 
 vet: ## go vet.

@@ -89,9 +89,15 @@ type Config struct {
 	// Output.
 	Progress         io.Writer     // live progress lines; nil: none
 	ProgressInterval time.Duration // default 1s
-	Logger           *slog.Logger  // default: discard
-	RunID            string        // tags topics, client ids and payloads (default: random)
-	Clock            schedule.Clock
+	// OnPhase, if set, is called as the run enters each phase ("users",
+	// "connecting", "sending", "draining", "closing"; connections:
+	// "ramping", "settling", "holding"), so that a caller can measure the
+	// broker at the right moments. It runs on the run's goroutine: return
+	// quickly.
+	OnPhase func(phase string)
+	Logger  *slog.Logger // default: discard
+	RunID   string       // tags topics, client ids and payloads (default: random)
+	Clock   schedule.Clock
 }
 
 // Defaults returns cfg with every unset field at its default.

@@ -11,13 +11,12 @@ import (
 )
 
 // group runs Parley group messages: Groups groups of Members users each (user
-// i belongs to group i/Members). Every user subscribes to its group's inbox
-// g/{group} and sends into it, so group traffic is spread over the groups at
-// random. Every other member must get each accepted message, and the sender
-// its own copy; every member checks the group inbox's seq.
-//
-// Parley's group HTTP API has not landed: creating the groups fails with
-// parleyapi.ErrNotAvailable and the run stops there. The rest is ready for it.
+// i belongs to group i/Members; the group's first user creates it and owns
+// it). Every user subscribes to its group's inbox g/{group} and sends into
+// it, so group traffic is spread over the groups at random. Every other
+// member must get each accepted message, and the sender its own copy (it is
+// subscribed too); every member checks the group inbox's seq, and the
+// senders check the aggregated "delivered" receipts in their own inboxes.
 func (r *run) group(ctx context.Context) error {
 	cfg := r.cfg
 	g, size := cfg.Groups, cfg.Members
@@ -25,7 +24,9 @@ func (r *run) group(ctx context.Context) error {
 	r.rep.Messages = &report.Messages{QoS: 1, Size: cfg.Size, Rate: cfg.Rate}
 	r.rep.Connections.Target = int64(n)
 	groupOf := func(i int) int { return i / size }
-	groupID := func(k int) string { return fmt.Sprintf("%sg%d", cfg.UserPrefix, k) }
+	groupName := func(k int) string { return fmt.Sprintf("%sg%d", cfg.UserPrefix, k) }
+	mem := r.newMemory()
+	mem.sample(ctx, memField(mem, 0), memField(mem, 3))
 
 	r.setPhase("users")
 	creds, err := r.provision(ctx, n)
@@ -38,11 +39,21 @@ func (r *run) group(ctx context.Context) error {
 	}
 	groups := make([]parleyapi.Group, g)
 	for k := range groups {
-		groups[k] = parleyapi.Group{ID: groupID(k), Members: users[k*size : (k+1)*size]}
+		groups[k] = parleyapi.Group{Name: groupName(k), Owner: creds[k*size], Members: users[k*size+1 : (k+1)*size]}
 	}
-	if err := r.api().CreateGroups(ctx, groups); err != nil {
+	ids, err := r.api().CreateGroups(ctx, groups)
+	if err != nil {
 		return fmt.Errorf("group: %w", err)
 	}
+	if len(ids) != g {
+		return fmt.Errorf("group: asked for %d groups, got %d ids", g, len(ids))
+	}
+	for _, id := range ids {
+		if !protocol.ValidID(id) {
+			return fmt.Errorf("group: the server gave a group the id %q, not valid as a topic level", id)
+		}
+	}
+	groupID := func(k int) string { return ids[k] }
 	members := func(sender, dest int32, fn func(int)) {
 		for i := int(dest) * size; i < int(dest+1)*size; i++ {
 			if i != int(sender) {
@@ -60,6 +71,10 @@ func (r *run) group(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("group: %w", err)
 	}
+	mem.sample(ctx, memField(mem, 1), memField(mem, 4))
+	if mem != nil {
+		mem.perConn(int64(n))
+	}
 	r.send(ctx, n, func(i int) func(context.Context, schedule.Tick) {
 		k := groupOf(i)
 		topic := protocol.GroupInbox(groupID(k))
@@ -69,8 +84,10 @@ func (r *run) group(ctx context.Context) error {
 		}
 	})
 	r.drain(func() bool {
-		return r.m.inFlight() == 0 && r.m.delivered.Load() >= r.m.expected.Load() && r.m.echo.Count() >= r.m.acked.Load()
+		return r.m.inFlight() == 0 && r.m.delivered.Load() >= r.m.expected.Load() &&
+			r.m.echo.Count() >= r.m.acked.Load() && r.m.receipt.Count() >= r.m.acked.Load()
 	})
+	mem.sample(context.Background(), memField(mem, 2), new(int64))
 	l.reconcile(r.rep)
 	return nil
 }

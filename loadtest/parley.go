@@ -18,7 +18,7 @@ import (
 // with tokens, and groups. *parleyapi.Client implements it; tests fake it.
 type Provisioner interface {
 	Provision(ctx context.Context, users []parleyapi.User) ([]parleyapi.Credential, error)
-	CreateGroups(ctx context.Context, groups []parleyapi.Group) error
+	CreateGroups(ctx context.Context, groups []parleyapi.Group) (ids []string, err error)
 }
 
 func (r *run) api() Provisioner {
@@ -68,7 +68,8 @@ type ledger struct {
 
 	// deliveries checks the copies that reach receivers other than the
 	// sender; copies the sender's own copies (dm: u/{sender}; group: the
-	// sender's copy from g/{group}); receipts the "delivered" receipts.
+	// sender's copy from g/{group}); receipts the "delivered" receipts (group:
+	// the first receipt that counts every other member).
 	deliveries, copies, receipts *account.Checklist
 	// members returns the receivers that must get a message: dm: the peer;
 	// group: every member but the sender.
@@ -81,8 +82,9 @@ type ledger struct {
 }
 
 type senderRefs struct {
-	mu  sync.Mutex // guards ids
-	ids map[string]msgRef
+	mu     sync.Mutex // guards the fields below
+	ids    map[string]msgRef
+	counts map[int64]int // group: own seq → highest receipt count so far
 }
 
 type msgRef struct {
@@ -104,6 +106,9 @@ func newLedger(run string, m *meter, users []string, perSender int, group bool, 
 		l.logs[i] = account.NewSendLog(perSender)
 		l.inboxes[i] = account.NewSeqTracker()
 		l.refs[i].ids = make(map[string]msgRef)
+		if group {
+			l.refs[i].counts = make(map[int64]int)
+		}
 	}
 	return l
 }
@@ -146,12 +151,10 @@ func (l *ledger) receive(x int, msg mqttclient.Message) {
 				return
 			}
 			m.echo.Record(msg.Received.Sub(due))
-			if !l.group {
-				r := &l.refs[x]
-				r.mu.Lock()
-				r.ids[h.ID] = msgRef{seq: seq, due: due}
-				r.mu.Unlock()
-			}
+			r := &l.refs[x]
+			r.mu.Lock()
+			r.ids[h.ID] = msgRef{seq: seq, due: due}
+			r.mu.Unlock()
 			return
 		}
 		if l.deliveries.Mark(x, int32(sender), seq) == account.ArrivalDuplicate {
@@ -162,6 +165,10 @@ func (l *ledger) receive(x int, msg mqttclient.Message) {
 		m.delivered.Add(1)
 	case protocol.TypeReceipt:
 		if f.Status != "delivered" {
+			return
+		}
+		if l.group {
+			l.groupReceipt(x, f, msg.Received)
 			return
 		}
 		r := &l.refs[x]
@@ -184,6 +191,40 @@ func (l *ledger) receive(x int, msg mqttclient.Message) {
 	}
 }
 
+// groupReceipt handles an aggregated group receipt in sender x's inbox: "count
+// of the other members have these messages". Receipts for one message come
+// again as more members acknowledge it; the first one that counts all of them
+// completes the message (and gives the delivered receipt latency).
+func (l *ledger) groupReceipt(x int, f entryFields, received time.Time) {
+	m := l.m
+	if f.Of <= 0 || f.Count > f.Of {
+		m.fail(fmt.Sprintf("group receipt counts %d of %d", f.Count, f.Of))
+		return
+	}
+	r := &l.refs[x]
+	for _, id := range f.IDs {
+		r.mu.Lock()
+		ref, ok := r.ids[id]
+		prev := r.counts[ref.seq]
+		if ok && f.Count > prev {
+			r.counts[ref.seq] = f.Count
+		}
+		r.mu.Unlock()
+		// A count lower than one seen before is no error: receipts are
+		// entries of the sender's inbox, and an out-of-order delivery there
+		// is counted already.
+		switch {
+		case !ok:
+			m.fail("receipt for an unknown message id")
+		case f.Count == f.Of && prev == f.Of:
+			m.fail("duplicate complete group receipt")
+		case f.Count == f.Of:
+			l.receipts.Mark(x, int32(x), ref.seq)
+			m.receipt.Record(received.Sub(ref.due))
+		}
+	}
+}
+
 // reconcile fills the report's accounting: deliveries to other users (the
 // main figure), own copies, receipts and inbox sequences.
 func (l *ledger) reconcile(rep *report.Report) {
@@ -201,24 +242,34 @@ func (l *ledger) reconcile(rep *report.Report) {
 	if own.Duplicates > 0 || own.Reordered > 0 {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("sender copies: %d duplicates, %d out of order", own.Duplicates, own.Reordered))
 	}
-	if l.group {
-		return
-	}
-	// A receipt is owed for every accepted message its recipient got.
+	// A receipt is owed for every accepted message its recipients got (group:
+	// all of them).
 	var rc report.Receipts
 	for s, log := range l.logs {
 		for seq := range log.Len() {
 			st, dest := log.Get(seq)
-			if st != account.StatusAccepted || !l.deliveries.Has(int(dest), int32(s), seq) {
+			if st != account.StatusAccepted {
+				continue
+			}
+			got := true
+			l.members(int32(s), dest, func(x int) { got = got && l.deliveries.Has(x, int32(s), seq) })
+			if !got {
 				continue
 			}
 			rc.Expected++
-			if l.receipts.Has(s, int32(s), seq) {
+			switch {
+			case l.receipts.Has(s, int32(s), seq):
 				rc.Received++
+			case l.group && l.refs[s].counts[seq] > 0:
+				rc.Partial++
 			}
 		}
 	}
 	rep.Receipts = &rc
+	if l.group && rc.Received < rc.Expected {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("GROUP RECEIPTS: %d of %d messages every member got were never reported delivered to all (%d of them partly)",
+			rc.Expected-rc.Received, rc.Expected, rc.Partial))
+	}
 }
 
 // parleyReason names a PUBACK reason code the way Parley documents it.

@@ -125,6 +125,9 @@ type entryFields struct {
 	} `json:"body"`
 	Status string   `json:"status"` // receipt
 	IDs    []string `json:"ids"`    // receipt
+	For    string   `json:"for"`    // receipt: the inbox the messages were delivered in
+	Count  int      `json:"count"`  // group receipt: how many of the other members have the messages
+	Of     int      `json:"of"`     // group receipt: of how many
 	Code   int      `json:"code"`   // error
 	Reason string   `json:"reason"` // error
 }

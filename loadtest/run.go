@@ -54,6 +54,7 @@ type run struct {
 	warned   map[string]bool
 	sched    schedule.Stats
 	window   time.Duration
+	sendFrom time.Time // when the send window began
 }
 
 // Run runs one load test. Cancelling ctx stops it early: sending stops, the
@@ -118,7 +119,12 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	return r.rep, err
 }
 
-func (r *run) setPhase(p string) { r.phase.Store(&p) }
+func (r *run) setPhase(p string) {
+	r.phase.Store(&p)
+	if r.cfg.OnPhase != nil {
+		r.cfg.OnPhase(p)
+	}
+}
 
 func (r *run) backlog() int64 {
 	ds := r.drivers.Load()
@@ -170,6 +176,10 @@ func (r *run) finish() {
 		if w := r.window.Seconds(); w > 0 {
 			m.SendRate = float64(m.Sent) / w
 			m.DeliveryRate = float64(m.Delivered) / w
+		}
+		_, realClock := r.cfg.Clock.(schedule.RealClock) // arrivals are stamped by the real clock
+		if last := r.m.lastArrive.Load(); realClock && m.Delivered > 0 && !r.sendFrom.IsZero() && last > r.sendFrom.UnixNano() {
+			m.Throughput = float64(m.Delivered) / time.Duration(last-r.sendFrom.UnixNano()).Seconds()
 		}
 		if m.Shed > 0 {
 			r.warnings = append(r.warnings, fmt.Sprintf(
@@ -345,6 +355,7 @@ func (r *run) send(ctx context.Context, streams int, sender func(i int) func(con
 	}
 	r.mu.Lock()
 	r.sched = total
+	r.sendFrom = start
 	r.window = r.cfg.Clock.Now().Sub(start)
 	r.mu.Unlock()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && total.Unsent > 0 {

@@ -1,9 +1,11 @@
 // Package parleyapi is the load tester's client for Parley's HTTP API: it
-// creates the users a run connects as and obtains their tokens.
+// creates the users a run connects as, obtains their tokens, and creates the
+// groups they talk in.
 package parleyapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,8 +17,8 @@ import (
 	"sync"
 )
 
-// ErrNotAvailable: the server has no such API yet (the group API, for now).
-var ErrNotAvailable = errors.New("not available yet")
+// ErrNotAvailable: the server does not have the API (it answered an empty 404).
+var ErrNotAvailable = errors.New("not available")
 
 // User is an account to create.
 type User struct {
@@ -31,9 +33,11 @@ type Credential struct {
 	Token string `json:"token"`
 }
 
-// Group is a group to create with its members.
+// Group is a group to create: Owner creates it with its token and is its
+// first member; Members are the others.
 type Group struct {
-	ID      string
+	Name    string
+	Owner   Credential
 	Members []string
 }
 
@@ -57,7 +61,8 @@ type Client struct {
 	AdminUser, AdminPassword string
 	// BatchSize is the number of users per bulk request (default 1000).
 	BatchSize int
-	// Concurrency bounds parallel sign-ups without admin credentials (default 8).
+	// Concurrency bounds parallel sign-ups without admin credentials, and
+	// parallel group creations (default 8).
 	Concurrency int
 	HTTP        *http.Client // default http.DefaultClient
 }
@@ -71,24 +76,8 @@ func (c *Client) Provision(ctx context.Context, users []User) ([]Credential, err
 	}
 	out := make([]Credential, len(users))
 	errs := make([]error, len(users))
-	sem := make(chan struct{}, max(c.Concurrency, 8))
-	var wg sync.WaitGroup
-	for i, u := range users {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return nil, fmt.Errorf("provision users: %w", ctx.Err())
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[i] = c.SignUp(ctx, u)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	c.parallel(ctx, len(users), func(i int) { out[i], errs[i] = c.SignUp(ctx, users[i]) })
+	if err := cmp.Or(ctx.Err(), errors.Join(errs...)); err != nil {
 		return nil, fmt.Errorf("provision users: %w", err)
 	}
 	return out, nil
@@ -109,7 +98,7 @@ func (c *Client) provisionBulk(ctx context.Context, users []User) ([]Credential,
 				Error string `json:"error"`
 			} `json:"users"`
 		}
-		if err := c.do(ctx, "bulk provision users", http.MethodPost, "/v1/admin/users", true,
+		if err := c.do(ctx, "bulk provision users", http.MethodPost, "/v1/admin/users", auth{admin: true},
 			map[string]any{"users": part}, &resp); err != nil {
 			return nil, err
 		}
@@ -133,7 +122,7 @@ func (c *Client) SignUp(ctx context.Context, u User) (Credential, error) {
 		ID    string `json:"id"`
 		Token string `json:"token"`
 	}
-	err := c.do(ctx, "create user "+u.ID, http.MethodPost, "/v1/users", false, u, &resp)
+	err := c.do(ctx, "create user "+u.ID, http.MethodPost, "/v1/users", auth{}, u, &resp)
 	var se *StatusError
 	if errors.As(err, &se) && se.Status == http.StatusConflict {
 		tok, err := c.Token(ctx, u.ID, u.Password)
@@ -150,20 +139,65 @@ func (c *Client) Token(ctx context.Context, id, password string) (string, error)
 	var resp struct {
 		Token string `json:"token"`
 	}
-	if err := c.do(ctx, "token for "+id, http.MethodPost, "/v1/tokens", false,
+	if err := c.do(ctx, "token for "+id, http.MethodPost, "/v1/tokens", auth{},
 		map[string]string{"id": id, "password": password}, &resp); err != nil {
 		return "", err
 	}
 	return resp.Token, nil
 }
 
-// CreateGroups creates groups with their members. Parley has no group API
-// yet: until it lands this returns ErrNotAvailable.
-func (c *Client) CreateGroups(ctx context.Context, groups []Group) error {
-	return fmt.Errorf("create groups: the group HTTP API is %w in Parley", ErrNotAvailable)
+// CreateGroups creates the groups, each by its owner (POST /v1/groups with
+// the owner's token), and returns the ids the server gave them, in order.
+func (c *Client) CreateGroups(ctx context.Context, groups []Group) ([]string, error) {
+	ids := make([]string, len(groups))
+	errs := make([]error, len(groups))
+	c.parallel(ctx, len(groups), func(i int) {
+		g := groups[i]
+		var resp struct {
+			ID string `json:"id"`
+		}
+		errs[i] = c.do(ctx, "create group "+g.Name, http.MethodPost, "/v1/groups", auth{bearer: g.Owner.Token},
+			map[string]any{"name": g.Name, "members": g.Members}, &resp)
+		if errs[i] == nil && resp.ID == "" {
+			errs[i] = fmt.Errorf("create group %s: the answer has no id", g.Name)
+		}
+		ids[i] = resp.ID
+	})
+	if err := cmp.Or(ctx.Err(), errors.Join(errs...)); err != nil {
+		return nil, fmt.Errorf("create groups: %w", err)
+	}
+	return ids, nil
 }
 
-func (c *Client) do(ctx context.Context, op, method, path string, admin bool, body, out any) error {
+// parallel runs fn(0) … fn(n-1), at most Concurrency at a time, and stops
+// starting new calls when ctx ends.
+func (c *Client) parallel(ctx context.Context, n int, fn func(i int)) {
+	sem := make(chan struct{}, max(c.Concurrency, 8))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range n {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+}
+
+// auth says how a request authenticates: as an administrator (HTTP Basic
+// with the client's admin credentials), with a user's bearer token, or not.
+type auth struct {
+	admin  bool
+	bearer string
+}
+
+func (c *Client) do(ctx context.Context, op, method, path string, a auth, body, out any) error {
 	u, err := url.JoinPath(c.Base, path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
@@ -177,8 +211,11 @@ func (c *Client) do(ctx context.Context, op, method, path string, admin bool, bo
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if admin {
+	switch {
+	case a.admin:
 		req.SetBasicAuth(c.AdminUser, c.AdminPassword)
+	case a.bearer != "":
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
 	}
 	hc := c.HTTP
 	if hc == nil {

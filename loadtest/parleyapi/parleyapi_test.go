@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -61,6 +63,32 @@ func fakeParley(t *testing.T) *httptest.Server {
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"users": out})
 	})
+	groups := 0
+	mux.HandleFunc("POST /v1/groups", func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Name    string   `json:"name"`
+			Members []string `json:"members"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		owner, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer b-")
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error":"missing bearer token"}`)
+			return
+		}
+		if b.Name == "" || slices.Contains(b.Members, "nobody") {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"member must be an existing user id"}`)
+			return
+		}
+		mu.Lock()
+		groups++
+		id := fmt.Sprintf("g%d", groups)
+		mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": id, "name": b.Name, "owner": owner,
+			"members": append([]string{owner}, b.Members...)})
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
@@ -93,7 +121,43 @@ func TestProvision(t *testing.T) {
 	if _, err := bad.Provision(ctx, users); !errors.As(err, &se) || se.Status != 401 || se.Message != "bad credentials" {
 		t.Errorf("bad admin: %v", err)
 	}
-	if err := bulk.CreateGroups(ctx, nil); !errors.Is(err, ErrNotAvailable) {
-		t.Errorf("CreateGroups: %v", err)
+}
+
+func TestCreateGroups(t *testing.T) {
+	srv := fakeParley(t)
+	ctx := context.Background()
+	c := &Client{Base: srv.URL, Concurrency: 2}
+	owner := Credential{ID: "a", Token: "b-a"}
+	var groups []Group
+	for i := range 20 {
+		groups = append(groups, Group{Name: fmt.Sprintf("n%d", i), Owner: owner, Members: []string{"b", "c"}})
+	}
+	ids, err := c.CreateGroups(ctx, groups)
+	if err != nil || len(ids) != 20 {
+		t.Fatalf("CreateGroups: %v, %v", ids, err)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if id == "" || seen[id] {
+			t.Errorf("ids %v: empty or repeated", ids)
+		}
+		seen[id] = true
+	}
+
+	tests := map[string]struct {
+		group Group
+		want  string
+	}{
+		"no token":       {Group{Name: "x", Members: []string{"b"}}, "HTTP 401: missing bearer token"},
+		"unknown member": {Group{Name: "x", Owner: owner, Members: []string{"nobody"}}, "HTTP 400: member must be"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := c.CreateGroups(ctx, []Group{groups[0], tc.group})
+			var se *StatusError
+			if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

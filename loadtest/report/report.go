@@ -45,7 +45,7 @@ type Report struct {
 	Latency     map[string]latency.Summary `json:"latency,omitempty"`
 	Accounting  *account.Result            `json:"accounting,omitempty"`
 	Inboxes     *account.SeqResult         `json:"inboxes,omitempty"`  // dm, group: per-inbox seq check
-	Receipts    *Receipts                  `json:"receipts,omitempty"` // dm
+	Receipts    *Receipts                  `json:"receipts,omitempty"` // dm, group
 	Connections Connections                `json:"connections"`
 	Memory      *Memory                    `json:"memory,omitempty"`
 	Errors      map[string]int64           `json:"errors,omitempty"` // reason → count
@@ -70,13 +70,18 @@ type Messages struct {
 	Duplicates   int64   `json:"duplicates"`
 	SendRate     float64 `json:"send_rate"`     // sent per second of the send window
 	DeliveryRate float64 `json:"delivery_rate"` // delivered per second of the send window
+	// Throughput is delivered per second from the start of sending to the
+	// last arrival: what the broker got through, backlog included, when the
+	// rate asked for is more than it can take.
+	Throughput float64 `json:"throughput,omitempty"`
 }
 
-// Receipts counts the "delivered" receipts of a dm run.
+// Receipts counts the "delivered" receipts of a dm or group run.
 type Receipts struct {
-	Expected int64 `json:"expected"` // accepted messages whose recipient got them
-	Received int64 `json:"received"` // of those, receipts that came back
-	Unknown  int64 `json:"unknown"`  // receipts naming ids this run never saw
+	Expected int64 `json:"expected"`          // accepted messages whose recipients (group: all of them) got them
+	Received int64 `json:"received"`          // of those, receipts that came back (group: counting every member)
+	Partial  int64 `json:"partial,omitempty"` // group: the others, reported delivered to some members only
+	Unknown  int64 `json:"unknown"`           // receipts naming ids this run never saw
 }
 
 // Connections counts the connections of a run.

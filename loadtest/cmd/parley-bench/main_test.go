@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMedian(t *testing.T) {
+	tests := map[string]struct {
+		in   []float64
+		want float64
+	}{
+		"odd":    {[]float64{3, 1, 2}, 2},
+		"even":   {[]float64{4, 1, 3, 2}, 2.5},
+		"single": {[]float64{7}, 7},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := median(tc.in); got != tc.want {
+				t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+			}
+		})
+	}
+	if !math.IsNaN(median(nil)) {
+		t.Error("median of nothing is not NaN")
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	for in, want := range map[float64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -1500: "-1,500"} {
+		if got := num(in); got != want {
+			t.Errorf("num(%v) = %q, want %q", in, got, want)
+		}
+	}
+	if got := ratio(30, 20); got != "1.50×" {
+		t.Errorf("ratio = %q", got)
+	}
+	if got := ratio(1, 0); got != "–" {
+		t.Errorf("ratio by 0 = %q", got)
+	}
+	if got := loads([]float64{2.5, 1.25, 3}); got != "1.25–3.00" {
+		t.Errorf("loads = %q", got)
+	}
+}
+
+// TestMarkdown renders made-up results: medians per broker, the ratios
+// against Mosquitto and bare mochi, the load averages, and loss.
+func TestMarkdown(t *testing.T) {
+	res := &results{Started: "2026-11-27T12:00:00Z", Settings: map[string]string{"repeat": "3"}}
+	tput := map[string][3]float64{"parley": {10, 30, 20}, "mochi": {40, 40, 40}, "mosquitto": {20, 21, 19}}
+	for broker, v := range tput {
+		for i, x := range v {
+			res.Raw = append(res.Raw, rawRun{Broker: broker, QoS: 1, Mode: modeThroughput, Rep: i + 1, Throughput: x * 1000,
+				Sent: 1000, Load1: 1 + float64(i)})
+			res.Raw = append(res.Raw, rawRun{Broker: broker, QoS: 1, Mode: modeLatency, Rep: i + 1, P99: x / 10, Sent: 100, Load1: 2})
+		}
+	}
+	res.Raw[0].Lost = 7
+	res.DM = []parleyRun{{Workload: "dm", Store: storeSQLite, Rep: 1, Users: 200, Rate: 1000, Sent: 4000, Receipts: 4000,
+		ReceiptsExpected: 4000, Delivery: latencyPair{P50: 1, P99: 12.5}, Load1: 1.5}}
+	res.Search = []searchResult{{Store: storePostgres, Target: 100, Rate: 2378, MedianP99: 80, Ceiling: 2828, Duration: 3,
+		Steps: []searchStep{{Rate: 1000, P99: 10, Pass: true}, {Rate: 2828, P99: 400}}}}
+	res.Idle = []idleRun{{Label: "Parley", Conns: 10000, Established: 10000, RSSPerConn: 50 * 1024, GoPerConn: 40 * 1024, CPUPercent: 4.2,
+		GoHold: &goMem{Goroutines: 20015}}}
+	md := res.markdown()
+	for _, want := range []string{
+		"| QoS 1 throughput (msg/s) | 20,000 | 40,000 | 20,000 | 1.00× | 0.50× | – | 1.00–3.00 |",
+		"| QoS 1 p99 delivery (ms) | 2.00 | 4.00 | 2.00 | 1.00× | 0.50× | – | 2.00 |",
+		"Parley, QoS 1 throughput runs: 7 of 3,000 messages lost",
+		"| Parley (embedded SQLite) | 1 | 4,000 | 0 | 0 | 0 | 0 | 4,000 of 4,000 |",
+		"| Parley (Postgres) | 2,378 | 80.0 | 2,828 | 1,000: 10.0 ✓, 2,828: 400 ✗ |",
+		"| Parley | 10,000 | 50.0 KiB | 40.0 KiB | 20,015 | 4.2 |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	dir := t.TempDir()
+	if err := res.write(dir, md); err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{".md", ".json"} {
+		if _, err := os.Stat(dir + "/2026-11-27-120000" + ext); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestGCMem(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") != "1" {
+			t.Error("no gc=1")
+		}
+		fmt.Fprint(w, "heap profile: 1: 2 [3: 4] @ heap/1048576\n\n# runtime.MemStats\n# Alloc = 10\n# HeapInuse = 12345\n# Stack = 6789 / 9999\n")
+	})
+	mux.HandleFunc("/debug/pprof/goroutine", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "goroutine profile: total 42\n1 @ 0x1\n")
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer http.DefaultClient.CloseIdleConnections()
+	m, err := gcMem(context.Background(), srv.URL)
+	if err != nil || m != (goMem{HeapInuse: 12345, StackInuse: 6789, Goroutines: 42}) {
+		t.Errorf("gcMem = %+v, %v", m, err)
+	}
+}
+
+func TestCPUSeconds(t *testing.T) {
+	if v, err := cpuSeconds(os.Getpid()); err != nil || v < 0 {
+		t.Errorf("cpuSeconds = %v, %v", v, err)
+	}
+	if _, err := cpuSeconds(-1); err == nil {
+		t.Error("no error for a missing process")
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string // error text; empty: valid
+	}{
+		"defaults":       {nil, ""},
+		"quick":          {[]string{"-quick", "-only", "raw,idle"}, ""},
+		"bad section":    {[]string{"-only", "raw,nope"}, `unknown section "nope"`},
+		"bad source":     {[]string{"-source", "127.0.0.2,x"}, `"x" is not an IP address`},
+		"bad repeat":     {[]string{"-repeat", "0"}, "-repeat must be at least 1"},
+		"extra argument": {[]string{"extra"}, "unexpected arguments"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			o, err := parseFlags(tc.args, io.Discard)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			case tc.want == "" && name == "quick" && (o.idleConns != 500 || !o.only["idle"] || o.only["dm"]):
+				t.Errorf("options %+v", o)
+			}
+		})
+	}
+}

@@ -44,6 +44,10 @@ type Config struct {
 	HTTPAddr string
 	// MaxPayload is the largest message payload. Default 64 KiB.
 	MaxPayload int
+	// WriteTimeout bounds each write to a client's connection; a client that
+	// does not read for this long is disconnected (and catches up when it
+	// returns). Default 10s.
+	WriteTimeout time.Duration
 	// WritesPending sizes each client's outbound queue (mochi's
 	// MaximumClientWritesPending): 8 bytes a slot, allocated when the client
 	// connects. A subscriber whose queue overflows is disconnected and
@@ -80,6 +84,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 64 << 10
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
 	}
 	if c.WritesPending <= 0 {
 		c.WritesPending = 256
@@ -266,11 +273,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return len(s.cfg.AllowedOrigins) == 0 || origin == "" || slices.Contains(s.cfg.AllowedOrigins, origin)
 	}
 	mlog := s.log.With("component", "mqtt")
-	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog}); err != nil {
+	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog, writeTimeout: s.cfg.WriteTimeout}); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
 	}
-	if err := s.mqtt.AddListener(newWebSocketListener("ws", s.wsLn, s.cfg.WSPath, allow, mlog)); err != nil {
+	wsl := newWebSocketListener("ws", s.wsLn, s.cfg.WSPath, allow, mlog)
+	wsl.writeTimeout = s.cfg.WriteTimeout
+	if err := s.mqtt.AddListener(wsl); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
 	}

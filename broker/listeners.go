@@ -30,6 +30,8 @@ type streamListener struct {
 	http        *http.Server
 	wsPath      string
 	allowOrigin func(*http.Request) bool
+	// writeTimeout bounds each write to a client (see deadlineConn).
+	writeTimeout time.Duration
 }
 
 var _ listeners.Listener = (*streamListener)(nil)
@@ -58,7 +60,7 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.logEnd(establish(l.id, conn))
+			l.logEnd(establish(l.id, &deadlineConn{Conn: conn, timeout: l.writeTimeout}))
 		}()
 	}
 }
@@ -107,7 +109,7 @@ func (l *streamListener) serveWS(establish listeners.EstablishFn) {
 			return // Upgrade has answered with the HTTP error
 		}
 		defer c.Close()
-		l.logEnd(establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}))
+		l.logEnd(establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c, timeout: l.writeTimeout}))
 	})
 	_ = l.http.Serve(l.ln)
 }
@@ -116,9 +118,10 @@ func (l *streamListener) serveWS(establish listeners.EstablishFn) {
 // messages, and one message may hold several packets or part of one.
 type wsConn struct {
 	net.Conn
-	c  *websocket.Conn
-	r  io.Reader
-	mu sync.Mutex // serialises writes
+	c       *websocket.Conn
+	r       io.Reader
+	mu      sync.Mutex // serialises writes
+	timeout time.Duration
 }
 
 var errTextFrame = errors.New("websocket: MQTT needs binary messages")
@@ -150,7 +153,13 @@ func (ws *wsConn) Read(p []byte) (int, error) {
 func (ws *wsConn) Write(p []byte) (int, error) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
+	if ws.timeout > 0 {
+		_ = ws.c.SetWriteDeadline(time.Now().Add(ws.timeout))
+	}
 	if err := ws.c.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		if isTimeout(err) {
+			ws.c.Close()
+		}
 		return 0, err
 	}
 	return len(p), nil
@@ -158,20 +167,46 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 
 func (ws *wsConn) Close() error { return ws.c.Close() }
 
-// SetDeadline sets both deadlines. mochi calls it from the read goroutine
-// while the write loop writes, and gorilla's write deadline is not safe
-// for concurrent use, hence the lock.
-func (ws *wsConn) SetDeadline(t time.Time) error {
-	if err := ws.c.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return ws.SetWriteDeadline(t)
-}
+// SetDeadline sets the read deadline only: mochi calls it with the
+// keep-alive expiry, and writes have their own bound (Write).
+func (ws *wsConn) SetDeadline(t time.Time) error { return ws.c.SetReadDeadline(t) }
 
 func (ws *wsConn) SetReadDeadline(t time.Time) error { return ws.c.SetReadDeadline(t) }
 
-func (ws *wsConn) SetWriteDeadline(t time.Time) error {
-	ws.mu.Lock()
-	defer ws.mu.Unlock()
-	return ws.c.SetWriteDeadline(t)
+// SetWriteDeadline is ignored: each Write sets its own deadline.
+func (ws *wsConn) SetWriteDeadline(time.Time) error { return nil }
+
+// deadlineConn bounds every write to a client and closes the connection
+// when one times out. mochi writes to a client while holding that client's
+// lock, which its fan-out also takes; a client that stops reading (while
+// still sending keep-alives, which push mochi's own deadline forward) would
+// otherwise hold every publisher delivering to it — and, through TCP
+// buffers, possibly the client's own publishers in a cycle. Closed, it
+// catches up when it reconnects.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.timeout > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(c.timeout))
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && isTimeout(err) {
+		c.Conn.Close()
+	}
+	return n, err
+}
+
+// SetDeadline sets the read deadline only: mochi calls it with the
+// keep-alive expiry, and writes have their own bound.
+func (c *deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// SetWriteDeadline is ignored: each Write sets its own deadline.
+func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -40,6 +40,7 @@ type config struct {
 	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
 	WritesPending  int           `key:"limits.writes_pending" default:"256" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
 	MaxMembers     int           `key:"groups.max_members" default:"1024" help:"the most members a group may have"`
+	WriteTimeout   time.Duration `key:"limits.write_timeout" default:"10s" help:"a client that does not read for this long is disconnected"`
 	PushAPNsKey    string        `key:"push.apns.key_file" default:"" help:"APNs .p8 signing key; empty leaves APNs off"`
 	PushAPNsKeyID  string        `key:"push.apns.key_id" default:"" help:"APNs key id (10 characters)"`
 	PushAPNsTeam   string        `key:"push.apns.team_id" default:"" help:"Apple developer team id"`

@@ -98,7 +98,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
-		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers,
+		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers, WriteTimeout: cfg.WriteTimeout,
 		Pprof: cfg.Pprof,
 		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
 		Push:  push.ServiceConfig{Grace: cfg.PushGrace},

@@ -57,10 +57,17 @@ func (h *Inbox) runReceipts() {
 	}
 }
 
+// receiptState is which seqs of one recipient inbox have been reported as
+// delivered. A set rather than a watermark: acknowledgements arrive out of
+// order, and the first one seen says nothing about the seqs below it. When
+// it grows past maxReceipted it starts again, which can only repeat a
+// receipt (harmless), never skip one.
 type receiptState struct {
-	seen watermark
+	seen map[int64]struct{}
 	used time.Time
 }
+
+const maxReceipted = 4096
 
 type receiptKey struct{ to, by, inbox string }
 
@@ -80,7 +87,6 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 	// many of the other members have the messages (the fewest of the batch).
 	type gkey struct{ to, inbox string }
 	gids := map[gkey][]string{}
-	gcount := map[gkey]int{}
 	var gorder []gkey
 	for _, ev := range batch {
 		if !strings.HasPrefix(ev.inbox, protocol.GroupPrefix) {
@@ -107,18 +113,26 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 			gids[k] = append(gids[k], ev.id)
 		}
 	}
-	for k, ids := range gids {
-		gcount[k] = len(groupAcks[ids[0]].by)
-		for _, id := range ids[1:] {
-			gcount[k] = min(gcount[k], len(groupAcks[id].by))
-		}
-	}
 	var msgs []storage.Message
 	for _, k := range gorder {
+		// One receipt per count, so that every message is reported with
+		// how many members have it (a batch mixes messages acknowledged by
+		// different numbers of members).
+		byCount := map[int][]string{}
+		var counts []int
+		for _, id := range gids[k] {
+			n := len(groupAcks[id].by)
+			if _, ok := byCount[n]; !ok {
+				counts = append(counts, n)
+			}
+			byCount[n] = append(byCount[n], id)
+		}
 		of := h.memberCount(k.inbox[len(protocol.GroupPrefix):]) - 1
-		msgs = append(msgs, storage.Message{From: "", To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt, Conv: k.inbox,
-			Data:    protocol.GroupReceiptData("delivered", k.inbox, gids[k], gcount[k], max(of, gcount[k])),
-			Inboxes: []string{protocol.UserInbox(k.to)}})
+		for _, n := range counts {
+			msgs = append(msgs, storage.Message{From: "", To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt, Conv: k.inbox,
+				Data:    protocol.GroupReceiptData("delivered", k.inbox, byCount[n], n, max(of, n)),
+				Inboxes: []string{protocol.UserInbox(k.to)}})
+		}
 	}
 	for _, ev := range batch {
 		if strings.HasPrefix(ev.inbox, protocol.GroupPrefix) {
@@ -126,14 +140,17 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 		}
 		st := receipted[ev.inbox]
 		if st == nil {
-			st = &receiptState{seen: watermark{w: ev.seq - 1}}
+			st = &receiptState{seen: map[int64]struct{}{}}
 			receipted[ev.inbox] = st
 		}
 		st.used = now
-		if st.seen.seen(ev.seq) {
-			continue
+		if _, ok := st.seen[ev.seq]; ok {
+			continue // another device of the recipient
 		}
-		st.seen.ack(ev.seq)
+		if len(st.seen) >= maxReceipted {
+			clear(st.seen)
+		}
+		st.seen[ev.seq] = struct{}{}
 		k := receiptKey{ev.to, ev.by, ev.inbox}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)

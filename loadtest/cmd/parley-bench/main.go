@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -53,6 +54,7 @@ type options struct {
 	dmUsers            int
 	searchTarget       time.Duration
 	keep               bool
+	render             string
 	log                *slog.Logger
 	stderr             io.Writer
 	rawDur, parleyDur  time.Duration
@@ -72,6 +74,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "parley-bench:", err)
 		return 2
+	}
+	if o.render != "" {
+		if err := render(o.render, stdout); err != nil {
+			fmt.Fprintln(stderr, "parley-bench:", err)
+			return 1
+		}
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -110,6 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.dmUsers, "dm-users", 200, "users of the dm runs")
 	fs.DurationVar(&o.searchTarget, "search-p99", 100*time.Millisecond, "DM rate search: the highest rate whose p99 publish → delivery stays under this")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (broker logs, every run's report)")
+	fs.StringVar(&o.render, "render", "", "render the results `file` (JSON) of an earlier run as Markdown next to it, and run nothing")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -219,6 +229,21 @@ func bench(ctx context.Context, o *options) (*results, error) {
 	}
 	res.Env.LoadEnd = loadAvg()
 	return res, errors.Join(errs...)
+}
+
+// render rewrites the Markdown of an earlier run from its JSON.
+func render(name string, stdout io.Writer) error {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	md := res.markdown()
+	fmt.Fprint(stdout, md)
+	return os.WriteFile(strings.TrimSuffix(name, ".json")+".md", []byte(md), 0o644)
 }
 
 func (o *options) progress(format string, args ...any) {

@@ -95,6 +95,17 @@ func TestMarkdown(t *testing.T) {
 			t.Error(err)
 		}
 	}
+	// -render writes the same Markdown again from the JSON.
+	if err := os.Remove(dir + "/2026-11-27-120000.md"); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if code := run([]string{"-render", dir + "/2026-11-27-120000.json"}, &out, io.Discard); code != 0 || out.String() != md {
+		t.Errorf("render: exit %d, output differs: %v", code, out.String() != md)
+	}
+	if b, err := os.ReadFile(dir + "/2026-11-27-120000.md"); err != nil || string(b) != md {
+		t.Errorf("rendered file: %v", err)
+	}
 }
 
 func TestGCMem(t *testing.T) {

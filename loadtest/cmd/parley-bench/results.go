@@ -416,15 +416,15 @@ func (res *results) markdown() string {
 				steps = append(steps, fmt.Sprintf("%s: %s %s", num(st.Rate), ms(st.P99), mark))
 				ls = append(ls, st.Load1)
 			}
-			rate := num(s.Rate)
+			rate, p99 := num(s.Rate), ms(s.MedianP99)
 			if s.Rate == 0 {
-				rate = "none found"
+				rate, p99 = "none found", "–"
 			}
 			ceiling := num(s.Ceiling)
 			if s.Ceiling == 0 {
 				ceiling = "none failed"
 			}
-			p("| %s | %s | %s | %s | %s | %s |\n", storeLabel(s.Store), rate, ms(s.MedianP99), ceiling, strings.Join(steps, ", "), loads(ls))
+			p("| %s | %s | %s | %s | %s | %s |\n", storeLabel(s.Store), rate, p99, ceiling, strings.Join(steps, ", "), loads(ls))
 		}
 		p("\n")
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -273,12 +274,13 @@ func (s *Server) Start(ctx context.Context) error {
 		return len(s.cfg.AllowedOrigins) == 0 || origin == "" || slices.Contains(s.cfg.AllowedOrigins, origin)
 	}
 	mlog := s.log.With("component", "mqtt")
-	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog, writeTimeout: s.cfg.WriteTimeout}); err != nil {
+	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog,
+		writeTimeout: s.cfg.WriteTimeout, closeOwn: s.disconnectListener}); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
 	}
 	wsl := newWebSocketListener("ws", s.wsLn, s.cfg.WSPath, allow, mlog)
-	wsl.writeTimeout = s.cfg.WriteTimeout
+	wsl.writeTimeout, wsl.closeOwn = s.cfg.WriteTimeout, s.disconnectListener
 	if err := s.mqtt.AddListener(wsl); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
@@ -334,4 +336,16 @@ func (s *Server) Close() error {
 		}
 	})
 	return nil
+}
+
+// disconnectListener disconnects the clients of one listener, as mochi's
+// closeListenerClients does, but reads the client map with GetAll (one read
+// lock) instead of GetByListener (two, which deadlock against a concurrent
+// disconnect in mochi v2.7.9).
+func (s *Server) disconnectListener(listener string) {
+	for _, cl := range s.mqtt.Clients.GetAll() {
+		if cl.Net.Listener == listener && !cl.Closed() {
+			_ = s.mqtt.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 }

@@ -32,6 +32,8 @@ type streamListener struct {
 	allowOrigin func(*http.Request) bool
 	// writeTimeout bounds each write to a client (see deadlineConn).
 	writeTimeout time.Duration
+	// closeOwn disconnects the listener's clients when it closes.
+	closeOwn func(listener string)
 }
 
 var _ listeners.Listener = (*streamListener)(nil)
@@ -75,7 +77,15 @@ func (l *streamListener) logEnd(err error) {
 
 func (l *streamListener) Close(closeClients listeners.CloseFn) {
 	l.once.Do(func() {
-		closeClients(l.id)
+		// mochi's own closer (closeListenerClients) reads its client map
+		// with GetByListener, which takes the map's read lock twice and
+		// deadlocks against a client disconnecting at the same moment
+		// (v2.7.9); closeOwn does the same work with one read lock.
+		if l.closeOwn != nil {
+			l.closeOwn(l.id)
+		} else {
+			closeClients(l.id)
+		}
 		if l.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()

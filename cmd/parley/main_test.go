@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -307,13 +308,21 @@ func testKill9(t *testing.T, storeEnv string) {
 	bob = n2.MustV5("bob", bt, "bob/phone", brokertest.V5Options{SessionExpiry: 3600})
 	bob.Sub(t, "u/bob", 1)
 	got := bob.In.WaitFor(t, 60*time.Second, "every acknowledged message", func(ms []brokertest.Msg) bool {
-		have := 0
+		// Messages stored but not acknowledged before the kill arrive
+		// too, interleaved by seq: wait for every acknowledged one.
+		have := map[string]bool{}
 		for _, m := range ms {
-			if h, ok := protocol.PeekHeader(m.Payload); ok && h.Type == protocol.TypeMsg {
-				have++
+			var e struct{ Type, Cid string }
+			if json.Unmarshal(m.Payload, &e) == nil && e.Type == protocol.TypeMsg {
+				have[e.Cid] = true
 			}
 		}
-		return have >= total
+		for cid := range acked {
+			if !have[cid] {
+				return false
+			}
+		}
+		return true
 	})
 	delivered := map[string]bool{}
 	var last int64

@@ -214,7 +214,9 @@ func (h *Inbox) pause(g *gate, d time.Duration) bool {
 // CatchupWindow entries unacknowledged.
 func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 	cl, sess := g.cl, g.sess
-	window := h.cfg.CatchupWindow
+	// Half the slow-consumer bound, so that live deliveries arriving just
+	// after the catch-up still fit.
+	window := min(h.cfg.CatchupWindow, max(h.cfg.MaxInflight/2, 1))
 	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
 		window = rm
 	}

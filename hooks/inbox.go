@@ -436,31 +436,33 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 	if !isInboxTopic(topic) {
 		return true
 	}
+	sess := h.session(cl)
+	if sess != nil {
+		if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin && !h.isMember(topic[len(protocol.GroupPrefix):], sess.user) {
+			return false // removed, or a subscription from before a change made on another node
+		}
+		sess.mu.Lock()
+		g := sess.gates[topic]
+		sess.mu.Unlock()
+		if g != nil && !g.live.Load() {
+			// Catching up: it reads this entry from the store. (Checked
+			// before the inflight window, which catch-up itself fills.)
+			return false
+		}
+		if g != nil {
+			// Live, but a catch-up that just finished may have sent this
+			// entry already (it was stored before the catch-up read, and
+			// is fanned out only now).
+			if cur := h.deliveryShard(topic).current.Load(); cur != nil && cur.inbox == topic && cur.seq != 0 && cur.seq <= g.sent.Load() {
+				return false
+			}
+		}
+	}
 	if cl.State.Inflight.Len() >= h.cfg.MaxInflight {
 		h.slowConsumer(cl, "inflight window full")
 		return false
 	}
-	sess := h.session(cl)
-	if sess == nil {
-		return true
-	}
-	if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin && !h.isMember(topic[len(protocol.GroupPrefix):], sess.user) {
-		return false // removed, or a subscription from before a change made on another node
-	}
-	sess.mu.Lock()
-	g := sess.gates[topic]
-	sess.mu.Unlock()
-	if g == nil {
-		return true
-	}
-	if !g.live.Load() {
-		return false // catching up: it reads this entry from the store
-	}
-	// Live, but a catch-up that just finished may have sent this entry
-	// already (it was stored before the catch-up read, and is fanned out
-	// only now).
-	cur := h.deliveryShard(topic).current.Load()
-	return cur == nil || cur.inbox != topic || cur.seq == 0 || cur.seq > g.sent.Load()
+	return true
 }
 
 // OnPublishDropped disconnects a subscriber whose outbound queue overflowed:

@@ -36,12 +36,3 @@ func (m *watermark) ack(seq int64) bool {
 	}
 	return true
 }
-
-// seen reports whether seq has been acknowledged.
-func (m *watermark) seen(seq int64) bool {
-	if seq <= m.w {
-		return true
-	}
-	_, ok := m.above[seq]
-	return ok
-}

@@ -88,3 +88,6 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.62.0 // indirect
 )
+
+// A patched copy of mochi-mqtt v2.7.9: third_party/PATCHES.md lists each change.
+replace github.com/mochi-mqtt/server/v2 => ./third_party/mochi-mqtt-server

@@ -92,7 +92,9 @@ func (cl *Clients) Delete(id string) {
 func (cl *Clients) GetByListener(id string) []*Client {
 	cl.RLock()
 	defer cl.RUnlock()
-	clients := make([]*Client, 0, cl.Len())
+	// Parley patch 4: len, not cl.Len(), which took the read lock a second
+	// time and deadlocked against a writer waiting in between.
+	clients := make([]*Client, 0, len(cl.internal))
 	for _, client := range cl.internal {
 		if client.Net.Listener == id && !client.Closed() {
 			clients = append(clients, client)
@@ -152,6 +154,7 @@ type ClientState struct {
 	endOnce         sync.Once            // only end once
 	isTakenOver     atomic.Bool          // used to identify orphaned clients
 	packetID        uint32               // the current highest packetID
+	packetIDMu      sync.Mutex           // serialises NextPacketID (Parley patch 3)
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
@@ -274,8 +277,12 @@ func (cl *Client) refreshDeadline(keepalive uint16) {
 // If no unused packet ids are available, an error is returned and the client
 // should be disconnected.
 func (cl *Client) NextPacketID() (i uint32, err error) {
-	cl.Lock()
-	defer cl.Unlock()
+	// Parley patch 3: its own lock, not the client's: WritePacket holds the
+	// client's lock during the socket write, so a subscriber that stopped
+	// reading held every publisher fanning out to it here until its write
+	// timed out.
+	cl.State.packetIDMu.Lock()
+	defer cl.State.packetIDMu.Unlock()
 
 	i = atomic.LoadUint32(&cl.State.packetID)
 	started := i
@@ -464,6 +471,15 @@ func (cl *Client) ReadFixedHeader(fh *packets.FixedHeader) error {
 // ReadPacket reads the remaining buffer into an MQTT packet.
 func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err error) {
 	atomic.AddInt64(&cl.ops.info.PacketsReceived, 1)
+
+	// Parley patch 2: a decoder that panics on a malformed packet ends this
+	// client as a malformed packet, never the process (the panic was on the
+	// client's goroutine, which nothing recovered).
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: decoding %s: %v", packets.ErrMalformedPacket, packets.PacketNames[fh.Type], r)
+		}
+	}()
 
 	pk.ProtocolVersion = cl.Properties.ProtocolVersion // inherit client protocol version for decoding
 	pk.FixedHeader = *fh

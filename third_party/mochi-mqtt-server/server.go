@@ -475,6 +475,14 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 
 	err = cl.Read(s.receivePacket)
 	if err != nil {
+		// Parley patch 5: an MQTT 5 client whose packet could not be read
+		// (too large, malformed) is told why before the connection closes
+		// [MQTT-4.13.2-1]; errors from processing packets were already.
+		var code packets.Code
+		if errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code &&
+			cl.Properties.ProtocolVersion == 5 && !cl.Closed() {
+			_ = s.DisconnectClient(cl, code)
+		}
 		s.sendLWT(cl)
 		cl.Stop(err)
 	} else {
@@ -619,9 +627,12 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 
 	if reason.Code >= packets.ErrUnspecifiedError.Code {
 		if cl.Properties.ProtocolVersion < 5 {
-			if v3reason, ok := packets.V5CodesToV3[reason]; ok { // NB v3 3.2.2.3 Connack return codes
-				reason = v3reason
-			}
+			// Parley patch 6: an MQTT 3.1.1 client gets a 3.1.1 return code
+			// (0x01-0x05) for every refusal, matched by number (a code with
+			// its own reason string was not found) and 0x03 Server
+			// unavailable for a v5 code with no 3.1.1 counterpart (0x80,
+			// 0x97, ...), never an MQTT 5 code it cannot read.
+			reason = packets.V3ConnackCode(reason)
 		}
 
 		properties.ReasonString = reason.Reason

@@ -946,7 +946,8 @@ func TestServerEstablishConnectionInvalidConnect(t *testing.T) {
 	err := <-o
 	require.Error(t, err)
 	require.ErrorIs(t, packets.ErrProtocolViolationReservedBit, err)
-	require.Equal(t, packets.TPacketData[packets.Connack].Get(packets.TConnackProtocolViolationNoSession).RawBytes, <-recv)
+	// Parley patch 6: a 3.1.1 client gets 0x03, not the MQTT 5 code 0x82.
+	require.Equal(t, []byte{0x20, 0x02, 0x00, 0x03}, <-recv)
 
 	_ = r.Close()
 }

@@ -147,3 +147,24 @@ var (
 		ErrBadUsernameOrPassword:      Err3NotAuthorized,
 	}
 )
+
+// V3ConnackCode returns the MQTT 3.1.1 CONNACK return code for a refusal
+// given as an MQTT 5 reason code (Parley patch 6): the table's match by code
+// number, or 0x03 Server unavailable when 3.1.1 has no counterpart.
+func V3ConnackCode(reason Code) Code {
+	if reason.Code < ErrUnspecifiedError.Code {
+		return reason // already a 3.1.1 code (0x00-0x05)
+	}
+	for v5, v3 := range V5CodesToV3 {
+		if v5.Code == reason.Code {
+			return v3
+		}
+	}
+	switch reason.Code {
+	case ErrNotAuthorized.Code, ErrBanned.Code:
+		return Err3NotAuthorized
+	case ErrBadAuthenticationMethod.Code:
+		return ErrMalformedUsernameOrPassword
+	}
+	return Err3ServerUnavailable
+}

@@ -1,0 +1,122 @@
+package mqtt
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// panicHook panics while a packet is being read, as a decoder bug would.
+type panicHook struct{ HookBase }
+
+func (h *panicHook) ID() string           { return "panic" }
+func (h *panicHook) Provides(b byte) bool { return b == OnPacketRead }
+func (h *panicHook) OnPacketRead(*Client, packets.Packet) (packets.Packet, error) {
+	panic("boom")
+}
+
+// Parley patch 2: a panic while reading a packet ends the client with a
+// malformed-packet error instead of the process.
+func TestReadPacketRecoversPanic(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	if err := cl.ops.hooks.Add(new(panicHook), nil); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _, _ = r.Write([]byte{0xc0, 0x00}) }() // PINGREQ
+	fh := new(packets.FixedHeader)
+	if err := cl.ReadFixedHeader(fh); err != nil {
+		t.Fatal(err)
+	}
+	_, err := cl.ReadPacket(fh)
+	if !errors.Is(err, packets.ErrMalformedPacket) {
+		t.Fatalf("err = %v, want %v", err, packets.ErrMalformedPacket)
+	}
+}
+
+// Parley patch 3: NextPacketID does not wait for the client's lock, which a
+// socket write to a subscriber that stopped reading holds.
+func TestNextPacketIDWhileWriting(t *testing.T) {
+	cl, _, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	cl.Lock() // as WritePacket does around a blocked socket write
+	defer cl.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := cl.NextPacketID()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second): // a bound on a hang, not a timing
+		t.Fatal("NextPacketID waited for the client's write lock")
+	}
+}
+
+// Parley patch 4: readers that took a read lock twice deadlocked against a
+// writer arriving in between. Many rounds of readers and writers together
+// must all finish.
+func TestNoRecursiveReadLocks(t *testing.T) {
+	cls := NewClients()
+	in := NewInflights()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprint(i % 8)
+				cls.Add(&Client{ID: id, Net: ClientConnection{Listener: "l"}})
+				cls.Delete(id)
+				in.Set(packets.Packet{PacketID: uint16(i%8 + 1), Expiry: -1})
+				in.Delete(uint16(i%8 + 1))
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 20000; i++ {
+			cls.GetByListener("l")
+			in.NextImmediate()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("readers deadlocked against writers")
+	}
+	close(stop)
+	wg.Wait()
+}
+
+// Parley patch 6: 3.1.1 clients get 3.1.1 CONNACK return codes.
+func TestV3ConnackCode(t *testing.T) {
+	for name, c := range map[string]struct{ in, want packets.Code }{
+		"bad credentials, own reason": {packets.Code{Code: 0x86, Reason: "no"}, packets.Err3NotAuthorized},
+		"client id not valid":         {packets.ErrClientIdentifierNotValid, packets.Err3ClientIdentifierNotValid},
+		"protocol error":              {packets.ErrProtocolViolation, packets.Err3ServerUnavailable},
+		"unspecified":                 {packets.ErrUnspecifiedError, packets.Err3ServerUnavailable},
+		"quota exceeded":              {packets.ErrQuotaExceeded, packets.Err3ServerUnavailable},
+		"not authorized":              {packets.ErrNotAuthorized, packets.Err3NotAuthorized},
+		"server busy":                 {packets.ErrServerBusy, packets.Err3ServerUnavailable},
+		"already v3":                  {packets.Err3ServerUnavailable, packets.Err3ServerUnavailable},
+	} {
+		if got := packets.V3ConnackCode(c.in); got.Code != c.want.Code {
+			t.Errorf("%s: %#x -> %#x, want %#x", name, c.in.Code, got.Code, c.want.Code)
+		}
+	}
+}

@@ -57,8 +57,10 @@ bench-go: ## Run the Go benchmarks of the store and publish paths.
 vet: ## go vet.
 	$(GO) vet ./...
 
-lint: vet ## gofmt check and go vet.
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+lint: vet ## gofmt, go vet, staticcheck and go mod tidy checks (CI runs it).
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^third_party/')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) tool staticcheck ./...
+	$(GO) mod tidy -diff
 
 fmt: ## Format the code.
 	gofmt -w $$(git ls-files '*.go')

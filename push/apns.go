@@ -89,7 +89,7 @@ func NewAPNs(cfg APNsConfig, log *slog.Logger) (*APNs, error) {
 		errs = append(errs, errors.New("TeamID is required"))
 	}
 	if cfg.Topic == "" {
-		errs = append(errs, errors.New("Topic (the app's bundle id) is required"))
+		errs = append(errs, errors.New("the Topic (the app's bundle id) is required"))
 	}
 	for _, u := range []struct{ name, url string }{
 		{"ProductionURL", cfg.ProductionURL}, {"SandboxURL", cfg.SandboxURL},

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/parleychat/parley/storage"
@@ -47,6 +48,12 @@ func (h *Inbox) flushCursors() {
 	}
 	h.metrics.CursorErrors.Inc()
 	h.log.Warn("save cursors", "count", len(cs), "error", err)
+	if errors.Is(err, storage.ErrInvalid) {
+		// The store saved every cursor it could hold and dropped the rest
+		// (a client id too long for an index, say): trying those again would
+		// only fail again. A device without a cursor repeats, never loses.
+		return
+	}
 	h.cursorMu.Lock()
 	for k, seq := range dirty {
 		if cur, ok := h.dirty[k]; !ok || cur < seq {

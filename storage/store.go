@@ -27,6 +27,13 @@ var (
 	ErrUnavailable = errors.New("store unavailable")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrInvalid: the input cannot be stored, in this store or in any other
+	// (see CheckKey and CheckText): a NUL or invalid UTF-8 in a text, a key
+	// longer than MaxKeyBytes, a value the database refuses as such
+	// (Postgres SQLSTATE class 22 or 54). Retrying cannot help: it is the
+	// caller's bad request, not the server's failure. It fails only the
+	// request that carried it, never the others committed with it.
+	ErrInvalid = errors.New("invalid input")
 )
 
 // Store is everything Parley needs from durable storage. It is wide on
@@ -40,6 +47,7 @@ type Store interface {
 	Reads
 	Presence
 	Push
+	Maintenance
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store. Pending appends are finished first.
@@ -126,7 +134,9 @@ type Messages interface {
 	// and dup is true.
 	//
 	// Append returns ErrNotFound when one of the inboxes does not exist (and
-	// stores nothing), ErrUnavailable when the database failed (and stored
+	// stores nothing), ErrInvalid when m cannot be stored (see
+	// Message.Check; nothing is stored, and appends committed alongside it
+	// are not affected), ErrUnavailable when the database failed (and stored
 	// nothing). It returns only once the entries are durable.
 	Append(ctx context.Context, m Message) (entries []protocol.Entry, dup bool, err error)
 	// Read returns up to limit entries of inbox with seq > after, in seq order.
@@ -150,6 +160,41 @@ type Cursor struct {
 type Cursors interface {
 	// GetCursor returns ErrNotFound when the device has no cursor for inbox.
 	GetCursor(ctx context.Context, clientID, inbox string) (int64, error)
-	// SaveCursors stores cursors; a cursor never moves backwards.
+	// SaveCursors stores cursors; a cursor never moves backwards. A cursor
+	// that cannot be stored (see Cursor.Check) is dropped and the others
+	// are saved: the error then wraps ErrInvalid and says how many were
+	// dropped, and retrying the same cursors cannot help.
 	SaveCursors(ctx context.Context, cs []Cursor) error
+}
+
+// Retention says what Prune deletes. A zero age keeps that kind for ever.
+type Retention struct {
+	// Now is the time the ages count back from. Zero: time.Now().
+	Now time.Time
+	// Tokens deletes access tokens that expired before Now.
+	Tokens bool
+	// Dedup is how long an idempotency key (sender, cid) is kept, counted
+	// from its message's TS: a retry older than that is stored again as a
+	// new message. Keep it well above the longest a client retries.
+	Dedup time.Duration
+	// Cursors deletes every cursor of a client id none of whose cursors was
+	// saved for that long: a device gone for good. Keep it above the
+	// longest session expiry: a session that acknowledged nothing for that
+	// long loses its cursors too.
+	Cursors time.Duration
+}
+
+// Pruned counts the rows Prune deleted.
+type Pruned struct {
+	Tokens, DedupKeys, Cursors int64
+}
+
+// Maintenance deletes what a store no longer needs. The store never prunes
+// on its own: its owner calls Prune periodically.
+type Maintenance interface {
+	// Prune deletes what r says has expired. It deletes in small steps,
+	// each its own transaction, so that appends go on meanwhile; an error
+	// leaves the steps before it done (Pruned counts them), and running it
+	// again carries on. Pruning again at once deletes nothing more.
+	Prune(ctx context.Context, r Retention) (Pruned, error)
 }

@@ -1,12 +1,14 @@
 // Package postgres is Parley's production store: storage.Store on PostgreSQL
 // through pgx v5 and a connection pool.
 //
-// Appends go through group commit: writers, each owning a hash shard of
-// inboxes, gather every pending append into one transaction, so throughput
-// grows with concurrent senders while each caller still returns only after its
-// entries are committed. A transaction locks the counter rows of the inboxes
-// it touches in sorted order, so two writers never deadlock when one message
-// touches inboxes of two shards (a DM's recipient and sender copies).
+// Appends go through group commit (storage/groupcommit): writers, each owning
+// a hash shard of inboxes, gather every pending append into one transaction,
+// so throughput grows with concurrent senders while each caller still returns
+// only after its entries are committed. A transaction locks the counter rows
+// of the inboxes it touches in sorted order, so two writers never deadlock
+// when one message touches inboxes of two shards (a DM's recipient and sender
+// copies). A message the database refuses (a value it cannot hold) fails
+// alone: the engine commits the rest of its batch without it.
 package postgres
 
 import (
@@ -24,6 +26,7 @@ import (
 
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/groupcommit"
 )
 
 // Config configures the Postgres store.
@@ -40,8 +43,9 @@ type Config struct {
 	OpTimeout time.Duration
 	// ConnectTimeout bounds establishing a connection. Default 3s.
 	ConnectTimeout time.Duration
-	// OnBatch, if set, is told about every group-commit transaction: how many
-	// appends it carried, how long it took, and its error. For metrics.
+	// OnBatch, if set, is told about every group-commit batch: how many
+	// appends it carried, how long it took, and the error that failed it as
+	// one transaction (see groupcommit.Config.OnBatch). For metrics.
 	OnBatch func(size int, took time.Duration, err error)
 	// PushJobs queues a push job (table push_jobs) with every new message of
 	// type msg, in the transaction that stores it. Set it when a push
@@ -69,16 +73,12 @@ func (c *Config) setDefaults() {
 
 // Store is storage.Store on PostgreSQL.
 type Store struct {
-	cfg     Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	writers []*writer
+	cfg    Config
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	shards []*shard // one group-commit engine per shard of inboxes
 
-	mu        sync.RWMutex // guards closed; held for reading while an append is queued
-	closed    bool
 	closeOnce sync.Once
-	wg        sync.WaitGroup
-	quit      chan struct{}
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -104,15 +104,17 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: migrate: %w", classify(err))
 	}
-	s := &Store{cfg: cfg, log: log, pool: pool, quit: make(chan struct{})}
-	for i := 0; i < cfg.Writers; i++ {
-		w := &writer{s: s, in: make(chan *appendReq, cfg.MaxBatch*4)}
-		s.writers = append(s.writers, w)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			w.run()
-		}()
+	s := &Store{cfg: cfg, log: log, pool: pool}
+	for i := range cfg.Writers {
+		s.shards = append(s.shards, groupcommit.New(groupcommit.Config{
+			MaxBatch:    cfg.MaxBatch,
+			Timeout:     cfg.OpTimeout,
+			Unavailable: unavailable,
+			Retryable:   retryable,
+			Classify:    classifyBatch,
+			OnBatch:     cfg.OnBatch,
+			Log:         log.With("component", "postgres_writer", "shard", i),
+		}, s.commit))
 	}
 	return s, nil
 }
@@ -124,11 +126,13 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
-		close(s.quit)
-		s.wg.Wait()
+		// Every shard refuses new appends before any waits for its queue,
+		// so that no shard takes appends while another drains.
+		var wg sync.WaitGroup
+		for _, sh := range s.shards {
+			wg.Go(sh.Close)
+		}
+		wg.Wait()
 		s.pool.Close()
 	})
 	return nil
@@ -145,10 +149,15 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 // classify maps a driver error onto the storage sentinel errors, keeping the
-// original in the chain.
+// original in the chain. Errors that already carry a sentinel pass through.
 func classify(err error) error {
 	if err == nil {
 		return nil
+	}
+	for _, sentinel := range []error{storage.ErrNotFound, storage.ErrExists, storage.ErrInvalid, storage.ErrUnavailable, storage.ErrClosed} {
+		if errors.Is(err, sentinel) {
+			return err
+		}
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
@@ -161,6 +170,11 @@ func classify(err error) error {
 		switch {
 		case pgErr.Code == "23505":
 			return fmt.Errorf("%w: %w", storage.ErrExists, err)
+		case pgErr.Code[:2] == "22", pgErr.Code[:2] == "54":
+			// A data exception (a NUL in text, 22021; a bad uuid, 22P02)
+			// or a program limit (an index row over 2,704 bytes, 54000):
+			// the value is at fault, not the database.
+			return fmt.Errorf("%w: %w", storage.ErrInvalid, err)
 		case pgErr.Code[:2] == "08", pgErr.Code[:2] == "53", pgErr.Code[:2] == "57", pgErr.Code[:2] == "58":
 			return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 		}
@@ -181,6 +195,9 @@ func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc)
 
 // CreateUser stores the user and creates its inbox in one transaction.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
+	if err := u.Check(); err != nil {
+		return fmt.Errorf("create user: %w", err)
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -320,10 +337,43 @@ func (s *Store) GetCursor(ctx context.Context, clientID, inbox string) (int64, e
 	return seq, nil
 }
 
-// SaveCursors upserts cursors; a cursor never moves backwards.
+// SaveCursors upserts cursors; a cursor never moves backwards. Cursors no
+// store can hold are dropped before the write; should the database still
+// refuse the batch for a value, each cursor is saved alone, so that one bad
+// row never costs every device its cursor.
 func (s *Store) SaveCursors(ctx context.Context, cs []storage.Cursor) error {
+	valid, dropped, why := storage.ValidCursors(cs)
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	n, err := s.saveCursors(ctx, valid)
+	if err != nil {
+		return fmt.Errorf("save cursors: %w", err)
+	}
+	if n.dropped > 0 && why == nil {
+		why = n.why
+	}
+	if dropped += n.dropped; dropped > 0 {
+		return fmt.Errorf("save cursors: %w", storage.DroppedCursors(dropped, len(cs), why))
+	}
+	return nil
+}
+
+// droppedRows counts the rows a write skipped because the database refused
+// them, with the first refusal.
+type droppedRows struct {
+	dropped int
+	why     error
+}
+
+const upsertCursors = `INSERT INTO cursors (client_id, inbox, seq)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+	ON CONFLICT (client_id, inbox) DO UPDATE SET seq = GREATEST(cursors.seq, EXCLUDED.seq), updated_at = now()`
+
+// saveCursors upserts cs in one statement, or row by row when the database
+// refuses the statement for one of its values (not when it is unavailable).
+func (s *Store) saveCursors(ctx context.Context, cs []storage.Cursor) (droppedRows, error) {
 	if len(cs) == 0 {
-		return nil
+		return droppedRows{}, nil
 	}
 	// One statement may not touch a row twice: keep the highest seq per key.
 	type key struct{ c, i string }
@@ -340,16 +390,32 @@ func (s *Store) SaveCursors(ctx context.Context, cs []storage.Cursor) error {
 	for k, v := range top {
 		clients, inboxes, seqs = append(clients, k.c), append(inboxes, k.i), append(seqs, v)
 	}
-	ctx, cancel := s.opCtx(ctx)
-	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO cursors (client_id, inbox, seq)
-		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-		ON CONFLICT (client_id, inbox) DO UPDATE SET seq = GREATEST(cursors.seq, EXCLUDED.seq), updated_at = now()`,
-		clients, inboxes, seqs)
-	if err != nil {
-		return fmt.Errorf("save cursors: %w", classify(err))
+	_, err := s.pool.Exec(ctx, upsertCursors, clients, inboxes, seqs)
+	if err == nil {
+		return droppedRows{}, nil
 	}
-	return nil
+	if err = classify(err); len(clients) == 1 || !errors.Is(err, storage.ErrInvalid) {
+		if errors.Is(err, storage.ErrInvalid) {
+			return droppedRows{dropped: 1, why: err}, nil
+		}
+		return droppedRows{}, err
+	}
+	s.log.Warn("cursor flush refused, saving cursors one by one", "count", len(clients), "error", err)
+	var d droppedRows
+	for i := range clients {
+		_, err := s.pool.Exec(ctx, upsertCursors, clients[i:i+1], inboxes[i:i+1], seqs[i:i+1])
+		switch err = classify(err); {
+		case err == nil:
+		case errors.Is(err, storage.ErrInvalid):
+			d.dropped++
+			if d.why == nil {
+				d.why = err
+			}
+		default:
+			return d, err
+		}
+	}
+	return d, nil
 }
 
 // CreateDatabase creates the database named in url if it does not exist,

@@ -15,6 +15,9 @@ var _ storage.Push = (*Store)(nil)
 
 // PutPushDevice upserts a token; a token of another user moves to d.User.
 func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("put push device: %w", err)
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	_, err := s.pool.Exec(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)

@@ -10,17 +10,17 @@ import (
 // queuePushJobs adds to a writer's transaction the push jobs of the batch's
 // new messages: one per message of type msg, keyed by its id, pointing at
 // the recipient's copy (the first inbox). A message to oneself has none.
-func queuePushJobs(b *pgx.Batch, fresh []*appendReq, results map[*appendReq][]protocol.Entry) {
+func queuePushJobs(b *pgx.Batch, fresh []*storage.Message, results map[*storage.Message][]protocol.Entry) {
 	var ids, inboxes, senders, tos []string
 	var seqs, tss []int64
 	var data [][]byte
 	for _, r := range fresh {
 		es, ok := results[r]
-		if !ok || !storage.WantsPush(&r.m) {
+		if !ok || !storage.WantsPush(r) {
 			continue
 		}
-		ids, inboxes, seqs = append(ids, r.m.ID), append(inboxes, es[0].Inbox), append(seqs, es[0].Seq)
-		senders, tos, tss, data = append(senders, r.m.From), append(tos, r.m.To), append(tss, r.m.TS), append(data, nonNil(r.m.Data))
+		ids, inboxes, seqs = append(ids, r.ID), append(inboxes, es[0].Inbox), append(seqs, es[0].Seq)
+		senders, tos, tss, data = append(senders, r.From), append(tos, r.To), append(tss, r.TS), append(data, nonNil(r.Data))
 	}
 	if len(ids) == 0 {
 		return

@@ -7,126 +7,50 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/groupcommit"
 )
 
-type appendReq struct {
-	ctx context.Context
-	m   storage.Message
-
-	// results, set by the writer before done is closed
+// appended is the answer to one append.
+type appended struct {
 	entries []protocol.Entry
 	dup     bool
-	err     error
-	done    chan struct{}
 }
 
-// writer owns one shard of inboxes (by the hash of a message's first inbox)
-// and commits the appends queued to it in batches.
-type writer struct {
-	s  *Store
-	in chan *appendReq
-}
+// shard is the group-commit engine of one shard of inboxes (by the hash of
+// a message's first inbox). Each shard commits its own appends, so writers
+// never wait on each other's counter rows.
+type shard = groupcommit.Engine[*storage.Message, appended]
 
 var shardSeed = maphash.MakeSeed()
 
-// Append stores a message in its inboxes; see storage.Messages.
+// Append stores a message in its inboxes; see storage.Messages. A message
+// that no store can hold fails with ErrInvalid before it is queued.
 func (s *Store) Append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error) {
+	if err := m.Check(); err != nil {
+		return nil, false, fmt.Errorf("append: %w", err)
+	}
+	return s.append(ctx, m)
+}
+
+// append queues m to its shard and waits for the transaction that carries
+// it. It does not check m: a value the database refuses is isolated by the
+// engine, failing alone (tests use this to poison a batch).
+func (s *Store) append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error) {
 	if len(m.Inboxes) == 0 {
 		return nil, false, errors.New("append: no inboxes")
 	}
-	req := &appendReq{ctx: ctx, m: m, done: make(chan struct{})}
-	w := s.writers[maphash.String(shardSeed, m.Inboxes[0])%uint64(len(s.writers))]
-	// The read lock keeps Close from stopping the writers between the check
-	// and the send.
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, false, fmt.Errorf("append: %w", storage.ErrClosed)
+	sh := s.shards[maphash.String(shardSeed, m.Inboxes[0])%uint64(len(s.shards))]
+	a, err := sh.Do(ctx, &m)
+	if err != nil {
+		return nil, false, fmt.Errorf("append: %w", err)
 	}
-	select {
-	case w.in <- req:
-		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return nil, false, fmt.Errorf("append: %w: %w", storage.ErrUnavailable, ctx.Err())
-	}
-	// Once queued, the request is always answered: the writer drains its
-	// queue before it stops.
-	<-req.done
-	return req.entries, req.dup, req.err
-}
-
-func (w *writer) run() {
-	batch := make([]*appendReq, 0, w.s.cfg.MaxBatch)
-	for {
-		var first *appendReq
-		select {
-		case first = <-w.in:
-		case <-w.s.quit:
-			// Answer whatever is still queued, then stop.
-			for {
-				select {
-				case r := <-w.in:
-					batch = append(batch[:0], r)
-					w.commit(batch)
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < w.s.cfg.MaxBatch {
-			select {
-			case r := <-w.in:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		w.commit(batch)
-	}
-}
-
-// commit stores a batch in one transaction and answers every request in it.
-func (w *writer) commit(batch []*appendReq) {
-	start := time.Now()
-	live := make([]*appendReq, 0, len(batch))
-	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
-			w.answer(r, nil, false, fmt.Errorf("append: %w: %w", storage.ErrUnavailable, err))
-			continue
-		}
-		live = append(live, r)
-	}
-	var err error
-	for attempt := 0; len(live) > 0; attempt++ {
-		live, err = w.tryCommit(live)
-		if err == nil || attempt >= 4 || !retryable(err) {
-			break
-		}
-	}
-	if len(live) > 0 {
-		err = fmt.Errorf("append: %w", classify(err))
-		for _, r := range live {
-			w.answer(r, nil, false, err)
-		}
-	}
-	if f := w.s.cfg.OnBatch; f != nil {
-		f(len(batch), time.Since(start), err)
-	}
-}
-
-func (w *writer) answer(r *appendReq, es []protocol.Entry, dup bool, err error) {
-	r.entries, r.dup, r.err = es, dup, err
-	close(r.done)
+	return a.entries, a.dup, nil
 }
 
 // retryable reports errors after which the same batch may simply run again:
@@ -143,24 +67,49 @@ func retryable(err error) bool {
 	return false
 }
 
+// errRolledBack: COMMIT answered ROLLBACK without an error, so some
+// statement of the batch failed; blamed on the batch's requests, not on the
+// database.
+var errRolledBack = errors.New("commit: transaction rolled back")
+
+// unavailable reports errors of the database itself (connection lost, a
+// timeout, I/O, a full disk, a closed pool): a batch that failed with one
+// fails whole. Anything else (a NUL in a text, an index row too big, a
+// constraint) is blamed on a request, which the engine isolates.
+func unavailable(err error) bool {
+	if errors.Is(err, errRolledBack) {
+		return false
+	}
+	return errors.Is(classify(err), storage.ErrUnavailable)
+}
+
+// classifyBatch classifies the error of a failed append transaction.
+// Unlike classify it maps no constraint to ErrExists: in an append that is
+// a broken invariant, not a taken id.
+func classifyBatch(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return err
+	}
+	return classify(err)
+}
+
 type dedupKey struct{ sender, cid string }
 
-// tryCommit runs one transaction for reqs. It answers the requests it settles
-// and returns those still unanswered with the error that stopped it; on
-// success it returns none.
-func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.s.cfg.OpTimeout)
-	defer cancel()
-
+// commit runs one transaction for the appends of a batch: a
+// groupcommit.CommitFunc. Two round trips: the first begins, looks up the
+// batch's idempotency keys and locks the inbox counters; the second writes
+// counters, entries, keys, contacts and push jobs, and commits.
+func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcommit.Result[appended], error) {
 	// Which (sender, cid) pairs repeat inside this batch, and which inboxes
 	// the batch may touch.
 	var senders, cids []string
-	first := map[dedupKey]*appendReq{}
-	followers := map[*appendReq]*appendReq{}
+	first := map[dedupKey]*storage.Message{}
+	followers := map[*storage.Message]*storage.Message{}
 	touched := map[string]bool{}
 	for _, r := range reqs {
-		if r.m.Idempotent() {
-			k := dedupKey{r.m.From, r.m.Cid}
+		if r.Idempotent() {
+			k := dedupKey{r.From, r.Cid}
 			if f, ok := first[k]; ok {
 				followers[r] = f
 				continue
@@ -168,7 +117,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			first[k] = r
 			senders, cids = append(senders, k.sender), append(cids, k.cid)
 		}
-		for _, in := range r.m.Inboxes {
+		for _, in := range r.Inboxes {
 			touched[in] = true
 		}
 	}
@@ -178,9 +127,9 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	}
 	slices.Sort(ids)
 
-	conn, err := w.s.pool.Acquire(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return reqs, err
+		return nil, err
 	}
 	// A connection left inside a transaction is closed by the pool on release.
 	defer conn.Release()
@@ -203,14 +152,14 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	br := conn.SendBatch(ctx, &b1)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
-		return reqs, err
+		return nil, err
 	}
 	stored := map[dedupKey]string{} // key -> message id stored earlier
 	if len(senders) > 0 {
 		rows, err := br.Query()
 		if err != nil {
 			br.Close()
-			return reqs, err
+			return nil, err
 		}
 		for rows.Next() {
 			var k dedupKey
@@ -218,20 +167,20 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 			if err := rows.Scan(&k.sender, &k.cid, &id); err != nil {
 				rows.Close()
 				br.Close()
-				return reqs, err
+				return nil, err
 			}
 			stored[k] = id
 		}
 		if err := rows.Err(); err != nil {
 			br.Close()
-			return reqs, err
+			return nil, err
 		}
 	}
 	next := map[string]int64{}
 	rows, err := br.Query()
 	if err != nil {
 		br.Close()
-		return reqs, err
+		return nil, err
 	}
 	for rows.Next() {
 		var id string
@@ -239,16 +188,16 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 		if err := rows.Scan(&id, &last); err != nil {
 			rows.Close()
 			br.Close()
-			return reqs, err
+			return nil, err
 		}
 		next[id] = last
 	}
 	if err := rows.Err(); err != nil {
 		br.Close()
-		return reqs, err
+		return nil, err
 	}
 	if err := br.Close(); err != nil {
-		return reqs, err
+		return nil, err
 	}
 	var missing map[string]bool
 	if len(next) < len(ids) {
@@ -261,13 +210,13 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	}
 
 	// The requests that store something new.
-	var fresh []*appendReq
+	var fresh []*storage.Message
 	for _, r := range reqs {
 		if _, ok := followers[r]; ok {
 			continue
 		}
-		if r.m.Idempotent() {
-			if _, ok := stored[dedupKey{r.m.From, r.m.Cid}]; ok {
+		if r.Idempotent() {
+			if _, ok := stored[dedupKey{r.From, r.Cid}]; ok {
 				continue
 			}
 		}
@@ -277,7 +226,7 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	// Number the new entries.
 	n := 0
 	for _, r := range fresh {
-		n += len(r.m.Inboxes)
+		n += len(r.Inboxes)
 	}
 	var (
 		eInbox, eID, eSender, eTo, eKind, eCid, eConv []string
@@ -288,31 +237,31 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 	eInbox, eID, eSender, eTo = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	eKind, eCid, eSeq, eTS, eData = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
 	eConv = make([]string, 0, n)
-	results := make(map[*appendReq][]protocol.Entry, len(fresh))
-	var failed []*appendReq
+	results := make(map[*storage.Message][]protocol.Entry, len(fresh))
+	failed := map[*storage.Message]bool{}
 	for _, r := range fresh {
 		ok := true
-		for _, in := range r.m.Inboxes {
+		for _, in := range r.Inboxes {
 			if missing[in] {
 				ok = false
 			}
 		}
 		if !ok {
-			failed = append(failed, r)
+			failed[r] = true
 			continue
 		}
-		es := make([]protocol.Entry, len(r.m.Inboxes))
-		for i, in := range r.m.Inboxes {
+		es := make([]protocol.Entry, len(r.Inboxes))
+		for i, in := range r.Inboxes {
 			next[in]++
-			es[i] = protocol.Entry{ID: r.m.ID, Inbox: in, Seq: next[in], From: r.m.From, To: r.m.To,
-				TS: r.m.TS, Type: r.m.Type, Cid: r.m.Cid, Data: r.m.Data}
-			eInbox, eSeq, eID, eSender = append(eInbox, in), append(eSeq, next[in]), append(eID, r.m.ID), append(eSender, r.m.From)
-			eTo, eTS, eKind, eCid, eData = append(eTo, r.m.To), append(eTS, r.m.TS), append(eKind, r.m.Type), append(eCid, r.m.Cid), append(eData, nonNil(r.m.Data))
-			eConv = append(eConv, storage.ConvOf(&r.m, in))
+			es[i] = protocol.Entry{ID: r.ID, Inbox: in, Seq: next[in], From: r.From, To: r.To,
+				TS: r.TS, Type: r.Type, Cid: r.Cid, Data: r.Data}
+			eInbox, eSeq, eID, eSender = append(eInbox, in), append(eSeq, next[in]), append(eID, r.ID), append(eSender, r.From)
+			eTo, eTS, eKind, eCid, eData = append(eTo, r.To), append(eTS, r.TS), append(eKind, r.Type), append(eCid, r.Cid), append(eData, nonNil(r.Data))
+			eConv = append(eConv, storage.ConvOf(r, in))
 		}
 		results[r] = es
-		if r.m.Idempotent() {
-			dSender, dCid, dID = append(dSender, r.m.From), append(dCid, r.m.Cid), append(dID, r.m.ID)
+		if r.Idempotent() {
+			dSender, dCid, dID = append(dSender, r.From), append(dCid, r.Cid), append(dID, r.ID)
 		}
 	}
 	// Round trip 2: counters, entries, idempotency keys, commit.
@@ -336,53 +285,55 @@ func (w *writer) tryCommit(reqs []*appendReq) ([]*appendReq, error) {
 				ON CONFLICT DO NOTHING`, cu, cp, cts)
 		}
 	}
-	if w.s.cfg.PushJobs {
+	if s.cfg.PushJobs {
 		queuePushJobs(&b2, fresh, results)
 	}
 	b2.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &b2).Close(); err != nil {
-		return reqs, err
+		return nil, err
 	}
 	if conn.Conn().PgConn().TxStatus() != 'I' {
 		// COMMIT of a failed transaction answers ROLLBACK without an error.
-		return reqs, errors.New("commit: transaction rolled back")
+		return nil, errRolledBack
 	}
 	committed = true
 
-	// Answer: new entries, inboxes that do not exist, and duplicates (read
-	// back after the commit; the first copy may have come in this batch).
-	for r, es := range results {
-		w.answer(r, es, false, nil)
-	}
-	for _, r := range failed {
-		w.answer(r, nil, false, fmt.Errorf("append: inbox: %w", storage.ErrNotFound))
-	}
-	for _, r := range reqs {
-		if _, ok := results[r]; ok || slices.Contains(failed, r) {
+	// Answer, in the order of reqs: new entries, inboxes that do not exist,
+	// and duplicates (read back after the commit; the first copy may have
+	// come in this batch).
+	out := make([]groupcommit.Result[appended], len(reqs))
+	notFound := fmt.Errorf("inbox: %w", storage.ErrNotFound)
+	for i, r := range reqs {
+		if es, ok := results[r]; ok {
+			out[i].Value = appended{entries: es}
+			continue
+		}
+		if failed[r] {
+			out[i].Err = notFound
 			continue
 		}
 		var id string
 		if f, ok := followers[r]; ok {
 			if es, ok := results[f]; ok {
-				w.answer(r, es, true, nil)
+				out[i].Value = appended{entries: es, dup: true}
 				continue
 			}
-			id = stored[dedupKey{f.m.From, f.m.Cid}]
+			id = stored[dedupKey{f.From, f.Cid}]
 		} else {
-			id = stored[dedupKey{r.m.From, r.m.Cid}]
+			id = stored[dedupKey{r.From, r.Cid}]
 		}
 		if id == "" { // the first of the pair failed: so does its repeat
-			w.answer(r, nil, false, fmt.Errorf("append: inbox: %w", storage.ErrNotFound))
+			out[i].Err = notFound
 			continue
 		}
-		es, err := w.s.entriesByID(ctx, id)
+		es, err := s.entriesByID(ctx, id)
 		if err != nil {
-			w.answer(r, nil, false, fmt.Errorf("append: read duplicate: %w", classify(err)))
+			out[i].Err = fmt.Errorf("read duplicate: %w", classify(err))
 			continue
 		}
-		w.answer(r, es, true, nil)
+		out[i].Value = appended{entries: es, dup: true}
 	}
-	return nil, nil
+	return out, nil
 }
 
 // entriesByID returns the stored copies of one message, the recipient's
@@ -397,15 +348,15 @@ func (s *Store) entriesByID(ctx context.Context, id string) ([]protocol.Entry, e
 
 // contactRows returns the contacts pairs (both ways) of the stored direct
 // messages of a batch, sorted and without repeats.
-func contactRows(fresh []*appendReq, stored map[*appendReq][]protocol.Entry) (users, peers []string, ts []int64) {
+func contactRows(fresh []*storage.Message, stored map[*storage.Message][]protocol.Entry) (users, peers []string, ts []int64) {
 	type pair struct{ u, p string }
 	seen := map[pair]int64{}
 	for _, r := range fresh {
 		if _, ok := stored[r]; !ok {
 			continue
 		}
-		if a, b, ok := storage.ContactPair(&r.m); ok {
-			seen[pair{a, b}], seen[pair{b, a}] = r.m.TS, r.m.TS
+		if a, b, ok := storage.ContactPair(r); ok {
+			seen[pair{a, b}], seen[pair{b, a}] = r.TS, r.TS
 		}
 	}
 	keys := make([]pair, 0, len(seen))

@@ -8,7 +8,8 @@
 //
 // SQLite allows one writing transaction at a time per database, so the store
 // does not pretend otherwise: every write (appends, and the rarer user, token
-// and cursor writes) is queued to a single writer goroutine that owns the one
+// and cursor writes) is queued to a single writer, a group-commit engine
+// (storage/groupcommit, the same as the Postgres store's) that owns the one
 // write connection. The writer takes everything queued, up to
 // Config.MaxBatch, runs it in one IMMEDIATE transaction and answers each
 // caller after the COMMIT. While one transaction syncs, the next batch
@@ -23,9 +24,12 @@
 // repeat finds the first copy whether that committed long ago or a moment
 // earlier in the same batch. A write that fails on its own (a taken user id,
 // an inbox that does not exist) is undone alone and the batch goes on. When
-// something breaks the whole transaction, its writes are retried one per
-// transaction, so that the culprit fails alone; only errors of the database
-// itself (I/O, a full disk, a lock held too long) fail a whole batch.
+// something breaks the whole transaction, the engine splits the batch and
+// commits the halves apart, down to the culprit, which fails alone; only
+// errors of the database itself (I/O, a full disk, a lock held too long) fail
+// a whole batch. Values SQLite would hold but Postgres could not (a NUL, a
+// key over storage.MaxKeyBytes) are refused with storage.ErrInvalid before
+// they are queued, so that the file always copies to Postgres.
 //
 // Reads use a separate pool of read-only connections (Config.Readers). In WAL
 // mode readers see every transaction committed before they start and never

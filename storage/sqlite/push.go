@@ -24,6 +24,9 @@ func fkNotFound(err error) error {
 
 // PutPushDevice upserts a token; a token of another user moves to d.User.
 func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+	if err := d.Check(); err != nil {
+		return fmt.Errorf("put push device: %w", err)
+	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?)

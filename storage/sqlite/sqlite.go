@@ -21,6 +21,7 @@ import (
 
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/groupcommit"
 )
 
 // Config configures the embedded store. Every field has a default, so the
@@ -102,13 +103,9 @@ type Store struct {
 	rdb *sql.DB
 	rd  readStmts
 
-	in   chan *request // to the writer
-	quit chan struct{} // closed by Close: the writer drains in, then stops
-	wg   sync.WaitGroup
+	w *writer // every write goes through it
 
-	mu        sync.RWMutex // guards closed; held for reading while a write is queued
-	closed    bool
-	isClosed  atomic.Bool // closed, for reads, which must not wait on mu
+	isClosed  atomic.Bool // set by Close; reads check it, writes are refused by w
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -181,15 +178,18 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 		return fail("prepare", err, rdb, wdb)
 	}
 
-	s := &Store{
-		cfg: cfg, log: log, path: path, wdb: wdb, rdb: rdb, rd: rd,
-		in: make(chan *request, cfg.QueueSize), quit: make(chan struct{}),
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.runWriter()
-	}()
+	s := &Store{cfg: cfg, log: log, path: path, wdb: wdb, rdb: rdb, rd: rd}
+	// No error is retryable: the one writer takes the write lock at BEGIN
+	// (IMMEDIATE), so a transaction never loses a race to another.
+	s.w = groupcommit.New(groupcommit.Config{
+		MaxBatch:    cfg.MaxBatch,
+		QueueSize:   cfg.QueueSize,
+		Timeout:     cfg.OpTimeout,
+		Unavailable: unavailable,
+		Classify:    classifyWrite,
+		OnBatch:     cfg.OnBatch,
+		Log:         log,
+	}, s.commit)
 	log.Info("store open", "path", path, "readers", cfg.Readers, "max_batch", cfg.MaxBatch)
 	return s, nil
 }
@@ -273,12 +273,8 @@ func (s *Store) Path() string { return s.path }
 // one's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
 		s.isClosed.Store(true)
-		s.mu.Unlock()
-		close(s.quit)
-		s.wg.Wait()
+		s.w.Close() // commits the writes already queued
 		// The writer's connection goes last: the last connection to close
 		// checkpoints the WAL into the database file.
 		s.closeErr = errors.Join(s.rd.close(), s.rdb.Close(), s.wdb.Close())
@@ -310,7 +306,7 @@ func classify(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists),
+	case errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrExists), errors.Is(err, storage.ErrInvalid),
 		errors.Is(err, storage.ErrUnavailable), errors.Is(err, storage.ErrClosed):
 		return err
 	case errors.Is(err, sql.ErrNoRows):
@@ -338,6 +334,11 @@ func sqliteCode(err error) int {
 func unavailable(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return true
+	}
+	// A verdict on the request (an op's own ErrNotFound, say) is not the
+	// database failing, although it is no SQLite error.
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrInvalid) {
+		return false
 	}
 	var se *sqlitedrv.Error
 	if !errors.As(err, &se) {
@@ -416,6 +417,9 @@ func (rd *readStmts) close() error {
 
 // CreateUser stores the user and creates its inbox in one transaction.
 func (s *Store) CreateUser(ctx context.Context, u storage.User) error {
+	if err := u.Check(); err != nil {
+		return fmt.Errorf("create user: %w", err)
+	}
 	if err := s.write(ctx, createUserOp(u)); err != nil {
 		return fmt.Errorf("create user: %w", classify(err))
 	}
@@ -576,28 +580,33 @@ func (s *Store) GetCursor(ctx context.Context, clientID, inbox string) (int64, e
 	return seq, nil
 }
 
-// SaveCursors upserts cursors; a cursor never moves backwards.
+// SaveCursors upserts cursors; a cursor never moves backwards. Cursors no
+// store can hold are dropped, the others saved (SQLite itself would take
+// them; Postgres and parley migrate-store could not).
 func (s *Store) SaveCursors(ctx context.Context, cs []storage.Cursor) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO cursors (client_id, inbox, seq, updated_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (client_id, inbox) DO UPDATE SET seq = max(cursors.seq, excluded.seq), updated_at = excluded.updated_at`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		now := time.Now().UnixMicro()
-		for _, c := range cs {
-			if _, err := st.ExecContext(ctx, c.ClientID, c.Inbox, c.Seq, now); err != nil {
+	valid, dropped, why := storage.ValidCursors(cs)
+	if len(valid) > 0 {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			st, err := tx.PrepareContext(ctx, `INSERT INTO cursors (client_id, inbox, seq, updated_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (client_id, inbox) DO UPDATE SET seq = max(cursors.seq, excluded.seq), updated_at = excluded.updated_at`)
+			if err != nil {
 				return err
 			}
+			defer st.Close()
+			now := time.Now().UnixMicro()
+			for _, c := range valid {
+				if _, err := st.ExecContext(ctx, c.ClientID, c.Inbox, c.Seq, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("save cursors: %w", classify(err))
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("save cursors: %w", classify(err))
+	}
+	if dropped > 0 {
+		return fmt.Errorf("save cursors: %w", storage.DroppedCursors(dropped, len(cs), why))
 	}
 	return nil
 }

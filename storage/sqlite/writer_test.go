@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,8 +19,8 @@ import (
 )
 
 // These tests look inside the store: at the pragmas of its connections, and
-// at batches built by hand and handed to commit while the writer goroutine
-// idles, so that what shares a transaction is certain.
+// at batches queued in a known order while the writer is held inside a
+// transaction, so that what shares the next transaction is certain.
 
 func openInternal(t *testing.T, cfg Config) *Store {
 	t.Helper()
@@ -76,12 +78,21 @@ func TestPragmas(t *testing.T) {
 	}
 }
 
-func appendReq(m storage.Message) *request {
-	return &request{ctx: context.Background(), m: &m, done: make(chan struct{})}
+// pending is one write for commitBatch, and its answer.
+type pending struct {
+	req *request
+	// cancelQueued: the write's context ends once it is queued, before its
+	// transaction begins.
+	cancelQueued bool
+
+	res result
+	err error
 }
 
-func opReq(op func(context.Context, *sql.Tx) error) *request {
-	return &request{ctx: context.Background(), op: op, done: make(chan struct{})}
+func appendReq(m storage.Message) *pending { return &pending{req: &request{m: &m}} }
+
+func opReq(op func(context.Context, *sql.Tx) error) *pending {
+	return &pending{req: &request{op: op}}
 }
 
 func msg(from, to, cid string) storage.Message {
@@ -97,18 +108,41 @@ func seqs(es []protocol.Entry) []int64 {
 	return out
 }
 
-// commitBatch hands reqs to commit as one batch and checks that each was
-// answered.
-func commitBatch(t *testing.T, s *Store, reqs ...*request) {
+// commitBatch has the writer commit reqs as one batch, in order: a first
+// write holds the writer inside its transaction until all of reqs are
+// queued. It returns once each is answered.
+func commitBatch(t *testing.T, s *Store, reqs ...*pending) {
 	t.Helper()
-	s.commit(reqs)
-	for i, r := range reqs {
-		select {
-		case <-r.done:
-		default:
-			t.Fatalf("request %d was not answered", i)
+	entered, release := make(chan struct{}), make(chan struct{})
+	gate := make(chan error, 1)
+	go func() {
+		gate <- s.write(context.Background(), func(context.Context, *sql.Tx) error {
+			close(entered)
+			<-release
+			return nil
+		})
+	}()
+	<-entered
+	var wg sync.WaitGroup
+	var cancels []context.CancelFunc
+	for i, p := range reqs {
+		ctx := context.Background()
+		if p.cancelQueued {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			cancels = append(cancels, cancel)
 		}
+		wg.Go(func() { p.res, p.err = s.w.Do(ctx, p.req) })
+		waitFor(t, fmt.Sprintf("write %d to queue", i), func() bool { return s.w.Queued() == i+1 })
 	}
+	for _, cancel := range cancels {
+		cancel()
+	}
+	close(release)
+	if err := <-gate; err != nil {
+		t.Fatalf("gate: %v", err)
+	}
+	wg.Wait()
 }
 
 // TestBatchSemantics: in one transaction, a repeated cid gets the first
@@ -124,7 +158,7 @@ func TestBatchSemantics(t *testing.T) {
 		}
 	}
 	batches = nil
-	reqs := []*request{
+	reqs := []*pending{
 		appendReq(msg("alice", "bob", "x")), // 0: new
 		appendReq(msg("alice", "bob", "x")), // 1: repeat of 0, same batch
 		appendReq(msg("alice", "zed", "y")), // 2: zed has no inbox
@@ -136,8 +170,8 @@ func TestBatchSemantics(t *testing.T) {
 		appendReq(msg("alice", "bob", "")),             // 8: no cid
 	}
 	commitBatch(t, s, reqs...)
-	if len(batches) != 1 || batches[0] != nil {
-		t.Fatalf("batches: %v, want one that succeeded", batches)
+	if len(batches) != 2 || batches[1] != nil {
+		t.Fatalf("batches: %v, want the gate's and one that succeeded", batches)
 	}
 	type want struct {
 		seqs     []int64
@@ -159,6 +193,7 @@ func TestBatchSemantics(t *testing.T) {
 	}
 	for i, w := range wants {
 		r := reqs[i]
+		entries := r.res.entries
 		switch {
 		case w.err != nil:
 			if !errors.Is(r.err, w.err) {
@@ -170,14 +205,14 @@ func TestBatchSemantics(t *testing.T) {
 			}
 		case r.err != nil:
 			t.Errorf("request %d: %v", i, r.err)
-		case r.dup != w.dup || len(r.entries) != len(w.seqs):
-			t.Errorf("request %d: dup=%v entries=%+v, want dup=%v seqs %v", i, r.dup, r.entries, w.dup, w.seqs)
+		case r.res.dup != w.dup || len(entries) != len(w.seqs):
+			t.Errorf("request %d: dup=%v entries=%+v, want dup=%v seqs %v", i, r.res.dup, entries, w.dup, w.seqs)
 		default:
-			for j, e := range r.entries {
-				if e.Seq != w.seqs[j] || e.Inbox != r.m.Inboxes[j] {
-					t.Errorf("request %d: entries %+v, want seqs %v in %v", i, r.entries, w.seqs, r.m.Inboxes)
+			for j, e := range entries {
+				if e.Seq != w.seqs[j] || e.Inbox != r.req.m.Inboxes[j] {
+					t.Errorf("request %d: entries %+v, want seqs %v in %v", i, entries, w.seqs, r.req.m.Inboxes)
 				}
-				if w.dup && e.ID != reqs[w.sameAs].m.ID {
+				if w.dup && e.ID != reqs[w.sameAs].req.m.ID {
 					t.Errorf("request %d: dup entry %+v is not message %d", i, e, w.sameAs)
 				}
 			}
@@ -217,11 +252,11 @@ func TestBatchIsolation(t *testing.T) {
 	if bad.err == nil || errors.Is(bad.err, storage.ErrUnavailable) || errors.Is(bad.err, storage.ErrExists) {
 		t.Errorf("colliding append: err = %v, want the constraint error", bad.err)
 	}
-	if good.err != nil || !slices.Equal(seqs(good.entries), []int64{1, 1}) {
-		t.Errorf("good append in the same batch: %+v, %v", good.entries, good.err)
+	if good.err != nil || !slices.Equal(seqs(good.res.entries), []int64{1, 1}) {
+		t.Errorf("good append in the same batch: %+v, %v", good.res.entries, good.err)
 	}
-	if len(batches) != 1 || batches[0] == nil {
-		t.Errorf("OnBatch saw %v, want one failed batch", batches)
+	if len(batches) != 2 || batches[1] == nil {
+		t.Errorf("OnBatch saw %v, want the gate's and one failed batch", batches)
 	}
 	if seq, _ := s.LastSeq(context.Background(), "u/alice"); seq != 1 {
 		t.Errorf("u/alice moved to %d: the failed message left a copy", seq)
@@ -242,17 +277,15 @@ func TestCanceledInBatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, cancel := context.WithCancel(context.Background())
-	cancel()
 	gone := appendReq(msg("alice", "bob", ""))
-	gone.ctx = c
+	gone.cancelQueued = true
 	kept := appendReq(msg("alice", "bob", ""))
 	commitBatch(t, s, gone, kept)
 	if !errors.Is(gone.err, storage.ErrUnavailable) || !errors.Is(gone.err, context.Canceled) {
 		t.Errorf("canceled request: err = %v", gone.err)
 	}
-	if kept.err != nil || kept.entries[0].Seq != 1 {
-		t.Errorf("kept request: %+v, %v", kept.entries, kept.err)
+	if kept.err != nil || kept.res.entries[0].Seq != 1 {
+		t.Errorf("kept request: %+v, %v", kept.res.entries, kept.err)
 	}
 }
 
@@ -283,7 +316,7 @@ func TestCloseDrainsQueue(t *testing.T) {
 	}
 	// The writer holds one request (MaxBatch 1), waiting for the connection;
 	// the others are queued.
-	waitFor(t, "appends to queue", func() bool { return len(s.in) == n-1 })
+	waitFor(t, "appends to queue", func() bool { return s.w.Queued() == n-1 })
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	waitFor(t, "Close to refuse new writes", s.isClosed.Load)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -44,7 +45,9 @@ type Store interface {
 type Config struct {
 	// Metrics serves /metrics. Optional.
 	Metrics http.Handler
-	// Ready adds checks to /readyz beyond the store's Ping. Optional.
+	// Ready adds checks to /readyz beyond the store's Ping (the node's
+	// listeners); its error is logged, and the client told only that the
+	// listeners are failing. Optional.
 	Ready func(ctx context.Context) error
 	// Static serves everything not under /v1 (the web app). Optional.
 	Static http.Handler
@@ -98,7 +101,7 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 }
 
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	a.mux.ServeHTTP(w, r)
 }
 
@@ -112,17 +115,42 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// fail answers a store or account error, hiding internals from the client.
+// clientErrors are the errors whose own text a client is shown, with
+// their status. The sentinel's text is sent, never the wrapped error's,
+// whose prefixes may name internals.
+var clientErrors = []struct {
+	err    error
+	status int
+}{
+	{auth.ErrExists, http.StatusConflict},
+	{auth.ErrInvalidID, http.StatusBadRequest},
+	{auth.ErrWeakPassword, http.StatusBadRequest},
+	{auth.ErrInvalidName, http.StatusBadRequest},
+	{auth.ErrRegistrationClosed, http.StatusForbidden},
+}
+
+// clientError returns the sentinel of clientErrors that err wraps, and its
+// status; a nil sentinel when err wraps none of them.
+func clientError(err error) (status int, sentinel error) {
+	for _, c := range clientErrors {
+		if errors.Is(err, c.err) {
+			return c.status, c.err
+		}
+	}
+	return 0, nil
+}
+
+// fail answers a store or account error, hiding internals from the client:
+// only the sentinels of clientErrors are shown as they are; anything else
+// is a generic message, its detail logged here.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if status, sentinel := clientError(err); sentinel != nil {
+		writeError(w, status, sentinel.Error())
+		return
+	}
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials):
 		writeError(w, http.StatusUnauthorized, "bad credentials")
-	case errors.Is(err, auth.ErrExists):
-		writeError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, auth.ErrInvalidID), errors.Is(err, auth.ErrWeakPassword), errors.Is(err, auth.ErrInvalidName):
-		writeError(w, http.StatusBadRequest, err.Error())
-	case errors.Is(err, auth.ErrRegistrationClosed):
-		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, storage.ErrUnavailable):
@@ -133,17 +161,36 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// maxBody bounds a request body (ServeHTTP); past it a JSON endpoint
+// answers 413.
+const maxBody = 1 << 20
+
+// decode reads a JSON body into v, or answers the error: 413 past maxBody,
+// 400 with the decoder's message for a body that is not the JSON expected
+// (it describes the client's input), 400 with a generic message otherwise
+// (a read error, such as the read timeout, names addresses).
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
-		return false
+	err := dec.Decode(v)
+	if err == nil {
+		return true
 	}
-	return true
+	var tooBig *http.MaxBytesError
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large (limit "+strconv.Itoa(maxBody)+" bytes)")
+	case errors.As(err, &syntax), errors.As(err, &typ), strings.HasPrefix(err.Error(), "json: unknown field "):
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "invalid JSON body: empty")
+	default:
+		writeError(w, http.StatusBadRequest, "invalid JSON body")
+	}
+	return false
 }
-
-type userKey struct{}
 
 // authed requires a bearer token.
 func (a *API) authed(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
@@ -397,11 +444,14 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 			token, err = a.accounts.IssueToken(r.Context(), u.ID)
 		}
 		if err != nil {
-			if errors.Is(err, storage.ErrUnavailable) {
+			_, sentinel := clientError(err)
+			if sentinel == nil {
+				// The store failing is the whole request's failure; its
+				// text is not the client's to see.
 				a.fail(w, r, err)
 				return
 			}
-			out = append(out, result{ID: u.ID, Error: err.Error()})
+			out = append(out, result{ID: u.ID, Error: sentinel.Error()})
 			continue
 		}
 		out = append(out, result{ID: u.ID, Token: token})
@@ -409,16 +459,21 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"users": out})
 }
 
+// readyz answers 200 when the store answers and the Ready checks pass,
+// 503 otherwise. The body names the failing check, never the error: a
+// store's error can hold its address, user or SQL. The detail is logged.
 func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := a.store.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "store": err.Error()})
+		a.log.Warn("not ready: store", "error", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "store"})
 		return
 	}
 	if a.cfg.Ready != nil {
 		if err := a.cfg.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			a.log.Warn("not ready", "error", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "listeners"})
 			return
 		}
 	}

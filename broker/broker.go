@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -59,8 +60,52 @@ type Config struct {
 	// MaxGroupMembers is the largest group. Default 1024.
 	MaxGroupMembers int
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
-	// HTTPAddr, for measuring; keep that address private. Default off.
+	// HTTPAddr (MetricsAddr when set), for measuring; keep that address
+	// private. Default off.
 	Pprof bool
+	// MetricsAddr, when set, serves /metrics (and /debug/pprof/ with Pprof)
+	// on this address instead of HTTPAddr, so that they can stay private
+	// while the API is public. Default "": on HTTPAddr.
+	MetricsAddr string
+
+	// ConnectTimeout closes a connection (TCP or WebSocket) that has not
+	// sent a complete CONNECT this long after it was accepted (after its
+	// WebSocket upgrade). Default 10s.
+	ConnectTimeout time.Duration
+	// MaxKeepalive bounds the keep-alive: a client asking for 0 (none) or
+	// more is given this one (MQTT 5: CONNACK's Server Keep Alive; 3.1.1:
+	// disconnected after 1.5 × MaxKeepalive of silence). Whole seconds, at
+	// most 65535s. Default 300s.
+	MaxKeepalive time.Duration
+	// MaxConnections bounds each MQTT and WebSocket listener's open
+	// connections (CONNECT sent or not); more are closed at accept.
+	// Default 50000; negative: no limit.
+	MaxConnections int
+	// MaxConnectionsPerIP bounds the open connections of one client address
+	// (an IPv6 /64) across the MQTT and WebSocket listeners; more are closed
+	// at accept. Default 1000 (a carrier NAT puts many devices behind one
+	// address); negative: no limit.
+	MaxConnectionsPerIP int
+	// ConnectRatePerIP bounds the new connections a second of one client
+	// address (an IPv6 /64), with ConnectBurstPerIP above it; more are
+	// closed at accept. Default 50; negative: no limit.
+	ConnectRatePerIP float64
+	// ConnectBurstPerIP is the burst above ConnectRatePerIP. Default 200.
+	ConnectBurstPerIP int
+
+	// HTTPReadTimeout bounds reading a whole request, body included, on the
+	// API (and the WebSocket listener before its upgrade). Default 30s.
+	HTTPReadTimeout time.Duration
+	// HTTPReadHeaderTimeout bounds reading a request's headers. Default 10s
+	// (the WebSocket listener uses the shorter of it and ConnectTimeout).
+	HTTPReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes a keep-alive connection idle this long between
+	// requests. Default 120s.
+	HTTPIdleTimeout time.Duration
+	// HTTPMaxHeaderBytes bounds a request's headers. Default 65536.
+	HTTPMaxHeaderBytes int
+	// Auth bounds connections: client id length, connections per user.
+	Auth hooks.AuthConfig
 	// Inbox tunes stamping, catch-up, receipts and cursors.
 	Inbox hooks.InboxConfig
 	// Presence tunes presence (last-seen writes, status update rate).
@@ -92,8 +137,58 @@ func (c *Config) setDefaults() {
 	if c.WritesPending <= 0 {
 		c.WritesPending = 256
 	}
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = 10 * time.Second
+	}
+	if c.MaxKeepalive <= 0 {
+		c.MaxKeepalive = 300 * time.Second
+	}
+	c.MaxConnections = limitDefault(c.MaxConnections, 50000)
+	c.MaxConnectionsPerIP = limitDefault(c.MaxConnectionsPerIP, 1000)
+	if c.ConnectRatePerIP == 0 {
+		c.ConnectRatePerIP = 50
+	}
+	if c.ConnectBurstPerIP <= 0 {
+		c.ConnectBurstPerIP = 200
+	}
+	if c.HTTPReadTimeout <= 0 {
+		c.HTTPReadTimeout = 30 * time.Second
+	}
+	if c.HTTPReadHeaderTimeout <= 0 {
+		c.HTTPReadHeaderTimeout = 10 * time.Second
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		c.HTTPIdleTimeout = 120 * time.Second
+	}
+	if c.HTTPMaxHeaderBytes <= 0 {
+		c.HTTPMaxHeaderBytes = 64 << 10
+	}
 	c.Inbox.MaxPayload = c.MaxPayload
+	if c.Inbox.MaxSessionExpiry <= 0 {
+		c.Inbox.MaxSessionExpiry = hooks.DefaultMaxSessionExpiry
+	}
 }
+
+// limitDefault: 0 means def, a negative value no limit (0 to the code).
+func limitDefault(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// newHTTPServer returns an http.Server with the configured timeouts. It
+// sets no WriteTimeout: a CPU profile streams for as long as it is asked.
+func (c *Config) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadTimeout: c.HTTPReadTimeout, ReadHeaderTimeout: c.HTTPReadHeaderTimeout,
+		IdleTimeout: c.HTTPIdleTimeout, MaxHeaderBytes: c.HTTPMaxHeaderBytes}
+}
+
+// topicAliasMaximum is the Topic Alias Maximum announced to MQTT 5 clients.
+const topicAliasMaximum = 16
 
 // Deps are the parts a node is built from.
 type Deps struct {
@@ -123,11 +218,19 @@ type Server struct {
 	push     *push.Service // nil when push is off
 	http     *http.Server
 	reg      *prometheus.Registry
+	// metricsHTTP serves /metrics and /debug/pprof/ on Config.MetricsAddr;
+	// nil when they are served on HTTPAddr.
+	metricsHTTP *http.Server
+	ips         *ipLimiter // shared by the MQTT and WebSocket listeners
+	connMetrics *connMetrics
 
-	mqttLn, wsLn, httpLn net.Listener
-	started              atomic.Bool
-	closeOnce            sync.Once
-	httpDone             chan struct{}
+	mqttLn, wsLn, httpLn, metricsLn net.Listener
+	// mqttGate and wsGate admit the MQTT and WebSocket listeners'
+	// connections; readiness checks them.
+	mqttGate, wsGate      *gatedListener
+	started               atomic.Bool
+	closeOnce             sync.Once
+	httpDone, metricsDone chan struct{}
 }
 
 // New builds a node; Start binds its listeners.
@@ -155,8 +258,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// larger packets are refused by the broker while reading them.
 	caps.MaximumPacketSize = uint32(cfg.MaxPayload + 16<<10)
 	caps.MaximumClientWritesPending = int32(cfg.WritesPending)
-	caps.MaximumSessionExpiryInterval = 30 * 24 * 3600
+	caps.MaximumSessionExpiryInterval = uint32(min(cfg.Inbox.MaxSessionExpiry/time.Second, math.MaxUint32))
 	caps.MaximumInflight = 8192
+	// Inbound topic aliases are stored before OnPublish can refuse the
+	// publish: mochi's default (65,535 per connection) let one client pin
+	// gigabytes of refused topics. Parley's topics are short; a few aliases
+	// are all a client needs. mochi announces the value in CONNACK.
+	caps.TopicAliasMaximum = topicAliasMaximum
+	// A PUBACK must not echo the publish's user properties (nor carry
+	// reason 0x01): [MQTT-3.4.2] allows only a reason string and the
+	// server's own properties.
+	caps.Compatibilities.NoInheritedPropertiesOnAck = true
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities:             caps,
 		InlineClient:             true,
@@ -179,8 +291,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	inbox := hooks.NewInbox(cfg.Inbox, d.Store, srv, d.Accounts.IsAdmin, m, log.With("component", "inbox"))
 	presence := hooks.NewPresence(cfg.Presence, d.Store, srv, inbox, d.Accounts.IsAdmin, reg, log.With("component", "presence"))
-	authHook := hooks.NewAuth(d.Accounts, inbox, presence, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
+	authHook := hooks.NewAuth(cfg.Auth, d.Accounts, inbox, presence, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
 		log.With("component", "auth"))
+	if cfg.MaxKeepalive > 65535*time.Second {
+		return nil, errors.New("broker: MaxKeepalive must be at most 65535s")
+	}
+	if err := srv.AddHook(&keepaliveBound{max: uint16(max(cfg.MaxKeepalive/time.Second, 1))}, nil); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
 	if err := srv.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -190,24 +308,39 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := srv.AddHook(presence, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, httpDone: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg,
+		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
+		ips: newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)}
 	var pushAPI api.PushStore
 	if pushSvc != nil {
 		pushAPI = d.Store
 	}
 	s.registerMetrics()
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	apiMetrics := metrics
+	if cfg.MetricsAddr != "" {
+		apiMetrics = nil
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		var h http.Handler = mux
+		if cfg.Pprof {
+			h = withPprof(mux)
+		}
+		s.metricsHTTP = cfg.newHTTPServer(h)
+	}
 	s.api = api.New(api.Config{
-		Metrics:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Metrics:  apiMetrics,
+		Ready:    s.ready,
 		Static:   d.Static,
 		Presence: presence,
 		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, inbox),
 		Push:     pushAPI,
 	}, d.Accounts, d.Store, log.With("component", "api"))
 	var handler http.Handler = s.api
-	if cfg.Pprof {
+	if cfg.Pprof && cfg.MetricsAddr == "" {
 		handler = withPprof(s.api)
 	}
-	s.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	s.http = cfg.newHTTPServer(handler)
 	return s, nil
 }
 
@@ -231,6 +364,17 @@ func (s *Server) registerMetrics() {
 		counter("parley_mqtt_messages_dropped_total", "Messages the broker dropped for full client queues.", &info.MessagesDropped),
 		counter("parley_mqtt_inflight_dropped_total", "QoS messages dropped for full inflight stores.", &info.InflightDropped),
 	)
+	s.connMetrics = newConnMetrics(s.reg)
+}
+
+// ready reports whether the MQTT and WebSocket listeners are accepting: not
+// stopped, not failing in back-off (/readyz; the store is checked by api).
+func (s *Server) ready(context.Context) error {
+	if !s.started.Load() || s.mqttGate == nil || s.wsGate == nil {
+		return errors.New("broker: not started")
+	}
+	now := time.Now()
+	return errors.Join(s.mqttGate.check(now), s.wsGate.check(now))
 }
 
 // Registry returns the node's metrics registry.
@@ -252,7 +396,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var err error
 	closeAll := func() {
-		for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.httpLn} {
+		for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.httpLn, s.metricsLn} {
 			if ln != nil {
 				ln.Close()
 			}
@@ -269,18 +413,30 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return err
 	}
+	if s.metricsHTTP != nil {
+		if s.metricsLn, err = listen("metrics", s.cfg.MetricsAddr, "http.metrics_addr (PARLEY_HTTP_METRICS_ADDR, -http.metrics_addr)"); err != nil {
+			closeAll()
+			return err
+		}
+	}
 	allow := func(r *http.Request) bool {
 		origin := r.Header.Get("Origin")
 		return len(s.cfg.AllowedOrigins) == 0 || origin == "" || slices.Contains(s.cfg.AllowedOrigins, origin)
 	}
 	mlog := s.log.With("component", "mqtt")
-	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttLn, log: mlog,
-		writeTimeout: s.cfg.WriteTimeout, closeOwn: s.disconnectListener}); err != nil {
+	s.mqttGate = newGatedListener("mqtt", s.mqttLn, s.cfg.MaxConnections, s.ips, s.connMetrics, mlog)
+	s.wsGate = newGatedListener("ws", s.wsLn, s.cfg.MaxConnections, s.ips, s.connMetrics, mlog)
+	if err := s.mqtt.AddListener(&streamListener{id: "mqtt", proto: "tcp", ln: s.mqttGate, log: mlog,
+		writeTimeout: s.cfg.WriteTimeout, connectTimeout: s.cfg.ConnectTimeout, closeOwn: s.disconnectListener}); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
 	}
-	wsl := newWebSocketListener("ws", s.wsLn, s.cfg.WSPath, allow, mlog)
-	wsl.writeTimeout, wsl.closeOwn = s.cfg.WriteTimeout, s.disconnectListener
+	// The WebSocket upgrade is part of connecting: its headers get no more
+	// than ConnectTimeout either.
+	wsHTTP := s.cfg.newHTTPServer(nil)
+	wsHTTP.ReadHeaderTimeout = min(s.cfg.HTTPReadHeaderTimeout, s.cfg.ConnectTimeout)
+	wsl := newWebSocketListener("ws", s.wsGate, wsHTTP, s.cfg.WSPath, allow, mlog)
+	wsl.writeTimeout, wsl.connectTimeout, wsl.closeOwn = s.cfg.WriteTimeout, s.cfg.ConnectTimeout, s.disconnectListener
 	if err := s.mqtt.AddListener(wsl); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
@@ -300,7 +456,21 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server", "error", err)
 		}
 	}()
-	s.log.Info("parley listening", "mqtt", s.MQTTAddr(), "ws", "ws://"+s.WSAddr()+s.cfg.WSPath, "http", "http://"+s.HTTPAddr())
+	if s.metricsHTTP != nil {
+		go func() {
+			defer close(s.metricsDone)
+			if err := s.metricsHTTP.Serve(s.metricsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("metrics http server", "error", err)
+			}
+		}()
+	} else {
+		close(s.metricsDone)
+	}
+	attrs := []any{"mqtt", s.MQTTAddr(), "ws", "ws://" + s.WSAddr() + s.cfg.WSPath, "http", "http://" + s.HTTPAddr()}
+	if s.metricsLn != nil {
+		attrs = append(attrs, "metrics", "http://"+s.MetricsAddr())
+	}
+	s.log.Info("parley listening", attrs...)
 	return nil
 }
 
@@ -312,6 +482,15 @@ func (s *Server) WSAddr() string { return s.wsLn.Addr().String() }
 
 // HTTPAddr returns the bound HTTP address.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// MetricsAddr returns the bound address of /metrics when it is separate
+// (Config.MetricsAddr), or "".
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
 
 // Close drains the node: the HTTP API stops taking requests, the MQTT
 // listeners close, connected clients are disconnected once the publishes they
@@ -328,6 +507,12 @@ func (s *Server) Close() error {
 			s.log.Warn("http shutdown", "error", err)
 		}
 		<-s.httpDone
+		if s.metricsHTTP != nil {
+			if err := s.metricsHTTP.Shutdown(ctx); err != nil {
+				s.log.Warn("metrics http shutdown", "error", err)
+			}
+		}
+		<-s.metricsDone
 		s.mqtt.Close()
 		s.inbox.Close()
 		s.presence.Close()

@@ -36,6 +36,33 @@ type PresenceGate interface {
 	MaySee(ctx context.Context, viewer, user string) bool
 }
 
+// AuthConfig configures the Auth hook.
+type AuthConfig struct {
+	// MaxClientID is the longest client id accepted, in bytes; a client id
+	// must also be printable UTF-8 (protocol.Printable). Others are refused
+	// with CONNACK 0x85 (MQTT 3.1.1: 2). Default 128.
+	MaxClientID int
+	// MaxConnectionsPerUser is the most connections a user may hold on this
+	// node at once; more are refused with CONNACK 0x97 quota exceeded (MQTT
+	// 3.1.1: 3 server unavailable). Administrators are not limited.
+	// Default 16; negative: no limit.
+	MaxConnectionsPerUser int
+	// Timeout bounds each credential check. Default 5s.
+	Timeout time.Duration
+}
+
+func (c *AuthConfig) setDefaults() {
+	if c.MaxClientID <= 0 {
+		c.MaxClientID = 128
+	}
+	if c.MaxConnectionsPerUser == 0 {
+		c.MaxConnectionsPerUser = 16
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+}
+
 // Auth is the hook that authenticates connections and authorises topics.
 //
 // Identity: the CONNECT username is the user id and the password a token (or
@@ -45,22 +72,24 @@ type PresenceGate interface {
 // mochi's disconnect of 3.1.1 clients.
 type Auth struct {
 	mqtt.HookBase
+	cfg      AuthConfig
 	authn    Authenticator
 	gate     DeliveryGate
 	presence PresenceGate
 	log      *slog.Logger
-	timeout  time.Duration
 	badCreds func(error) bool
-	mu       sync.Mutex // guards verified
+	mu       sync.Mutex // guards the fields below
 	verified map[*mqtt.Client]bool
+	conns    map[string]map[*mqtt.Client]struct{} // user -> its connections (MaxConnectionsPerUser)
 }
 
 // NewAuth returns the Auth hook. isBadCredentials tells refused credentials
 // apart from a failed check (the store being down). presence may be nil:
 // then users see only their own presence.
-func NewAuth(authn Authenticator, gate DeliveryGate, presence PresenceGate, isBadCredentials func(error) bool, log *slog.Logger) *Auth {
-	return &Auth{authn: authn, gate: gate, presence: presence, log: log, timeout: 5 * time.Second,
-		badCreds: isBadCredentials, verified: map[*mqtt.Client]bool{}}
+func NewAuth(cfg AuthConfig, authn Authenticator, gate DeliveryGate, presence PresenceGate, isBadCredentials func(error) bool, log *slog.Logger) *Auth {
+	cfg.setDefaults()
+	return &Auth{cfg: cfg, authn: authn, gate: gate, presence: presence, log: log,
+		badCreds: isBadCredentials, verified: map[*mqtt.Client]bool{}, conns: map[string]map[*mqtt.Client]struct{}{}}
 }
 
 // ID implements mqtt.Hook.
@@ -72,13 +101,27 @@ func (h *Auth) Provides(b byte) bool {
 }
 
 // OnConnect authenticates the client and, when it is refused, sends the
-// CONNACK with the precise reason: v5 0x86 / v3 4 for bad credentials, v5
-// 0x85 / v3 2 for a client id that is not the user's, v5 0x88 / v3 3 when the
-// check could not be made. Runs on the client's goroutine; one token lookup
-// (usually cached).
+// CONNACK with the precise reason: v5 0x86 / v3 4 for bad credentials (and
+// a username longer than any user's, refused without a lookup), v5 0x85 /
+// v3 2 for a client id that is not the user's, too long or not printable,
+// v5 0x88 / v3 3 when the check could not be made, v5 0x97 / v3 3 for a
+// user at MaxConnectionsPerUser. Runs on the client's goroutine; one token
+// lookup (usually cached).
 func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	user := string(pk.Connect.Username)
-	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+	// Bounded before anything is looked up or stored: a client id is a key
+	// of the cursors table, whose index rows cannot exceed 2,704 bytes
+	// (Postgres), nor hold NUL.
+	if len(cl.ID) > h.cfg.MaxClientID {
+		return h.refuse(cl, packets.ErrClientIdentifierTooLong, 0x02)
+	}
+	if !protocol.Printable(cl.ID) {
+		return h.refuse(cl, packets.ErrClientIdentifierNotValid, 0x02)
+	}
+	if len(user) > maxUsernameLen {
+		return h.refuse(cl, packets.ErrBadUsernameOrPassword, 0x04)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()
 	admin, err := h.authn.Authenticate(ctx, user, string(pk.Connect.Password))
 	switch {
@@ -89,6 +132,10 @@ func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, packets.ErrServerUnavailable, 0x03)
 	case !admin && !protocol.ClientIDBelongsTo(cl.ID, user):
 		return h.refuse(cl, packets.ErrClientIdentifierNotValid, 0x02)
+	case !admin && !h.admit(user, cl):
+		h.log.Info("connection refused: too many for the user", "client", cl.ID, "user", user,
+			"max_connections_per_user", h.cfg.MaxConnectionsPerUser)
+		return h.refuse(cl, errTooManyConnections, 0x03)
 	}
 	h.mu.Lock()
 	h.verified[cl] = true
@@ -120,11 +167,13 @@ func (h *Auth) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 	return ok
 }
 
-// OnDisconnect forgets a client OnConnect verified but mochi never admitted.
+// OnDisconnect forgets a client OnConnect verified but mochi never admitted,
+// and releases the connection's place under its user's cap.
 func (h *Auth) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 	h.mu.Lock()
 	delete(h.verified, cl)
 	h.mu.Unlock()
+	h.release(string(cl.Properties.Username), cl)
 }
 
 // OnACLCheck authorises subscriptions and gates deliveries. Publishing is
@@ -165,7 +214,7 @@ func (h *Auth) mayRead(user, filter string) bool {
 		if t.ID == user || h.presence == nil {
 			return t.ID == user
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 		defer cancel()
 		return h.presence.MaySee(ctx, user, t.ID)
 	}

@@ -12,7 +12,8 @@
 // their own.
 //
 // Lock order: Inbox.delivering[inbox].mu before Inbox.regMu (catching-up gates
-// by inbox) before session.mu. Presence's shard locks are held while it
+// by inbox) before session.mu; Inbox.persistMu (persistent sessions by user)
+// before session.mu. userState.mu, Auth.mu and Presence.refusalMu are leaves. Presence's shard locks are held while it
 // publishes a state (mochi's fan-out, which asks Auth and Inbox only about
 // p/ topics, where they take no lock), and before Presence.seenMu.
 package hooks

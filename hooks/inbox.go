@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"strings"
@@ -36,11 +37,57 @@ type InboxConfig struct {
 	MaxPayload int
 	// StoreTimeout bounds the wait for a commit in OnPublish. Default 5s.
 	StoreTimeout time.Duration
-	// Rate is each connection's sustained publish rate into inboxes, per
-	// second; Burst its burst. Defaults 50 and 100. A negative Rate disables
-	// the limit.
+	// Rate is each connection's sustained publish rate, per second; Burst
+	// its burst. Defaults 50 and 100. A negative Rate disables the limit.
+	// Every publish of a user counts, refused ones too (administrators'
+	// are not limited).
 	Rate  float64
 	Burst int
+	// UserRate and UserBurst limit the publishes of all of a user's
+	// connections on this node together, so that more connections do not
+	// buy more rate. Defaults twice Rate and twice Burst (100 and 200);
+	// when Rate is negative and UserRate unset, off. A negative UserRate
+	// disables the limit.
+	//
+	// A publish over a limit is refused with 0x97 in the PUBACK of an MQTT
+	// 5 client at QoS 1. Other publishes (MQTT 3.1.1, QoS 0) have no code
+	// to carry it and are never acknowledged unstored: the client's read
+	// goroutine waits for the limit (at most maxRateWait, 2s), which slows
+	// the client down through TCP, or the client is disconnected.
+	UserRate  float64
+	UserBurst int
+	// RateStrikes is how many refusals for rate a connection may collect
+	// within StrikeWindow; one more and it is disconnected (MQTT 5:
+	// DISCONNECT 0x96 message rate too high). Defaults 100 and 10s.
+	RateStrikes  int
+	StrikeWindow time.Duration
+	// ErrorEntries is how many error entries (refused publishes of MQTT
+	// 3.1.1 and QoS 0 clients) are stored per user per ErrorWindow; the
+	// refusals beyond it are acknowledged without one, counted in the next
+	// error entry stored ("suppressed") and in
+	// parley_error_entries_suppressed_total. Defaults 10 and 1m.
+	ErrorEntries int
+	ErrorWindow  time.Duration
+	// MaxTopicLen and MaxTopicLevels bound the topic names of publishes and
+	// the filters of subscriptions, administrators' included (Parley's own
+	// topics have 2 levels). Publishes beyond them are refused with 0x90,
+	// filters with 0x8F (MQTT 3.1.1: 0x80). Defaults 256 bytes, 8 levels.
+	MaxTopicLen    int
+	MaxTopicLevels int
+	// MaxFilters is the most topic filters one SUBSCRIBE may carry; every
+	// filter of a larger one is refused with 0x97 (MQTT 3.1.1: 0x80), and
+	// nothing of it is subscribed. Default 16.
+	MaxFilters int
+	// MaxSessionsPerUser is the most persistent sessions a user may hold on
+	// this node. A new one beyond it evicts the user's persistent session
+	// that has been disconnected longest (see evictSession). Default 32;
+	// negative: no limit. Administrators are not limited.
+	MaxSessionsPerUser int
+	// MaxSessionExpiry is the longest a disconnected persistent session is
+	// kept: the broker's maximum session expiry interval, announced to MQTT
+	// 5 clients in CONNACK and enforced on DISCONNECT too. Default
+	// DefaultMaxSessionExpiry (7 days).
+	MaxSessionExpiry time.Duration
 	// CatchupBatch is how many entries catch-up reads at a time. Default 256.
 	CatchupBatch int
 	// CatchupWindow is the most unacknowledged catch-up entries per device.
@@ -65,6 +112,9 @@ type InboxConfig struct {
 	OnDelivered func(user, inbox, id string)
 }
 
+// DefaultMaxSessionExpiry is InboxConfig.MaxSessionExpiry's default.
+const DefaultMaxSessionExpiry = 7 * 24 * time.Hour
+
 func (c *InboxConfig) setDefaults() {
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 64 << 10
@@ -77,6 +127,39 @@ func (c *InboxConfig) setDefaults() {
 	}
 	if c.Burst <= 0 {
 		c.Burst = 100
+	}
+	if c.UserRate == 0 {
+		c.UserRate = 2 * c.Rate // negative (off) when Rate is
+	}
+	if c.UserBurst <= 0 {
+		c.UserBurst = 2 * c.Burst
+	}
+	if c.RateStrikes <= 0 {
+		c.RateStrikes = 100
+	}
+	if c.StrikeWindow <= 0 {
+		c.StrikeWindow = 10 * time.Second
+	}
+	if c.ErrorEntries <= 0 {
+		c.ErrorEntries = 10
+	}
+	if c.ErrorWindow <= 0 {
+		c.ErrorWindow = time.Minute
+	}
+	if c.MaxTopicLen <= 0 {
+		c.MaxTopicLen = 256
+	}
+	if c.MaxTopicLevels <= 0 {
+		c.MaxTopicLevels = 8
+	}
+	if c.MaxFilters <= 0 {
+		c.MaxFilters = 16
+	}
+	if c.MaxSessionsPerUser == 0 {
+		c.MaxSessionsPerUser = 32
+	}
+	if c.MaxSessionExpiry <= 0 {
+		c.MaxSessionExpiry = DefaultMaxSessionExpiry
 	}
 	if c.CatchupBatch <= 0 {
 		c.CatchupBatch = 256
@@ -113,6 +196,10 @@ type Inbox struct {
 
 	sessions sync.Map // client id -> *session
 	groups   groupCache
+	users    *userStates // per-user publish rate and error entry budget
+
+	persistMu sync.Mutex                     // guards persisted
+	persisted map[string]map[string]*session // user -> client id -> its persistent session
 
 	// delivering serialises the deliveries of each shard of inboxes: deliver
 	// holds a shard's lock from marking catching-up gates until the broker
@@ -149,6 +236,8 @@ type session struct {
 	pendingQoS byte
 	inboundAck bool            // OnQosComplete is about to report our PUBACK of the client's own publish
 	clobbered  *packets.Packet // an outbound delivery mochi drops for the client's publish (OnPacketRead)
+	strikes    strikes         // refusals for rate (RateStrikes); reset by each connection
+	trackedAs  string          // the user whose persistent sessions count it (guarded by Inbox.persistMu)
 
 	mu         sync.Mutex // guards the fields below
 	cl         *mqtt.Client
@@ -191,13 +280,22 @@ func NewInbox(cfg InboxConfig, store Store, srv *mqtt.Server, isAdmin func(strin
 	if m == nil {
 		m = NewMetrics(nil)
 	}
+	users := newUserStates(func() *userState {
+		u := &userState{errors: rate.NewLimiter(rate.Limit(float64(cfg.ErrorEntries)/cfg.ErrorWindow.Seconds()), cfg.ErrorEntries)}
+		if cfg.UserRate > 0 {
+			u.rate = rate.NewLimiter(rate.Limit(cfg.UserRate), cfg.UserBurst)
+		}
+		return u
+	})
 	return &Inbox{
 		cfg: cfg, log: log, store: store, srv: srv, metrics: m, isAdmin: isAdmin, now: time.Now,
-		groups:   groupCache{store: gs, ttl: cfg.GroupCacheTTL, groups: map[string]*groupInfo{}},
-		catching: map[string][]*gate{},
-		receipts: make(chan ackEvent, 1<<16),
-		dirty:    map[cursorKey]int64{},
-		quit:     make(chan struct{}),
+		groups:    groupCache{store: gs, ttl: cfg.GroupCacheTTL, groups: map[string]*groupInfo{}},
+		users:     users,
+		persisted: map[string]map[string]*session{},
+		catching:  map[string][]*gate{},
+		receipts:  make(chan ackEvent, 1<<16),
+		dirty:     map[cursorKey]int64{},
+		quit:      make(chan struct{}),
 	}
 }
 
@@ -216,11 +314,29 @@ func (h *Inbox) Provides(b byte) bool {
 	return false
 }
 
-// Start runs the receipt and cursor workers until Close.
+// Start runs the receipt, cursor and user-state workers until Close.
 func (h *Inbox) Start() {
-	h.wg.Add(2)
+	h.wg.Add(3)
 	go h.runReceipts()
 	go h.runCursors()
+	go h.runUsers()
+}
+
+// runUsers forgets, every few seconds, the per-user states that are as new
+// (full buckets, nothing suppressed), so that memory follows the users who
+// are active, not every user ever seen.
+func (h *Inbox) runUsers() {
+	defer h.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.users.prune(h.now())
+		case <-h.quit:
+			return
+		}
+	}
 }
 
 // Close stops the workers after a last cursor flush. Safe to call twice.
@@ -267,7 +383,16 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	if h.cfg.Rate > 0 {
 		sess.limiter = rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst)
 	}
+	sess.strikes = strikes{}
+	persistentNow := sess.persistent
 	sess.mu.Unlock()
+	if persistentNow {
+		if victim := h.trackSession(sess); victim != "" {
+			h.evictSession(victim, user)
+		}
+	} else {
+		h.untrackSession(sess)
+	}
 
 	existing, ok := h.srv.Clients.Get(cl.ID)
 	if !ok || pk.Connect.Clean || existing == cl {
@@ -345,6 +470,7 @@ func (h *Inbox) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 	}
 	if expire && !cl.IsTakenOver() {
 		h.sessions.CompareAndDelete(cl.ID, sess)
+		h.untrackSession(sess)
 	}
 }
 
@@ -356,6 +482,7 @@ func (h *Inbox) OnClientExpired(cl *mqtt.Client) {
 		sess.mu.Unlock()
 		if mine {
 			h.sessions.CompareAndDelete(cl.ID, sess)
+			h.untrackSession(sess)
 		}
 	}
 }
@@ -364,7 +491,20 @@ func (h *Inbox) OnClientExpired(cl *mqtt.Client) {
 // catch-up before mochi adds it, so that no live delivery overtakes the
 // stored backlog. A repeated subscription is removed first, so that the
 // Auth hook sees a new subscription and authorises it.
+//
+// It also refuses filters beyond MaxTopicLen or MaxTopicLevels before mochi
+// adds them to its topic index (whose lock a filter of thousands of levels
+// would hold for seconds): they are replaced by an invalid filter, which
+// mochi refuses with 0x8F (MQTT 3.1.1: 0x80). Runs on the client's read
+// goroutine; no I/O.
 func (h *Inbox) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if !cl.Net.Inline {
+		for i, sub := range pk.Filters {
+			if _, ok := checkTopic(sub.Filter, h.cfg.MaxTopicLen, h.cfg.MaxTopicLevels); !ok {
+				pk.Filters[i].Filter = invalidFilter
+			}
+		}
+	}
 	sess := h.session(cl)
 	if sess == nil {
 		return pk
@@ -586,6 +726,15 @@ func (h *Inbox) onPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	}
 	sess.pending = sess.pending[:0]
 	sess.inboundAck = pk.FixedHeader.Qos == 1
+	if !sess.admin {
+		// Every publish counts against the rate limits, refused ones too.
+		if out, err, done := h.throttle(cl, sess, pk); done {
+			return out, err
+		}
+	}
+	if detail, ok := checkTopic(pk.TopicName, h.cfg.MaxTopicLen, h.cfg.MaxTopicLevels); !ok {
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: detail})
+	}
 	t, ok := protocol.ParseTopic(pk.TopicName)
 	if !ok {
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: "no such inbox"})
@@ -611,12 +760,6 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 	start := h.now()
 	if len(pk.Payload) > h.cfg.MaxPayload {
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeTooLarge})
-	}
-	sess.mu.Lock()
-	lim := sess.limiter
-	sess.mu.Unlock()
-	if lim != nil && !lim.Allow() {
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeRateLimited})
 	}
 	if t.Kind == protocol.KindGroup && !h.isMember(t.ID, sess.user) {
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "not a member of group " + t.ID})
@@ -650,6 +793,11 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNoInbox, Detail: "no user " + t.ID})
+	case errors.Is(err, storage.ErrInvalid):
+		// The store cannot hold this message (the checks above should have
+		// caught it): the sender's own bad input, failed alone.
+		h.log.Warn("store refused message", "client", cl.ID, "error", err)
+		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "the message cannot be stored"})
 	case err != nil:
 		h.log.Warn("store message", "client", cl.ID, "error", err)
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
@@ -665,11 +813,54 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 	return pk, packets.CodeSuccessIgnore
 }
 
+// throttle takes a publish's token from the connection's and the user's
+// rate limits. done is false when the publish may go on, possibly after
+// waiting here, on the client's read goroutine, for up to maxRateWait: a
+// client without PUBACK codes (MQTT 3.1.1, QoS 0) is slowed down rather
+// than refused, since a refusal it cannot read would be acknowledged
+// unstored. An MQTT 5 client at QoS 1 does not wait: it gets 0x97.
+func (h *Inbox) throttle(cl *mqtt.Client, sess *session, pk packets.Packet) (out packets.Packet, err error, done bool) {
+	sess.mu.Lock()
+	lim := sess.limiter
+	sess.mu.Unlock()
+	var userLim *rate.Limiter
+	if h.cfg.UserRate > 0 {
+		userLim = h.users.get(sess.user).rate
+	}
+	if lim == nil && userLim == nil {
+		return pk, nil, false
+	}
+	maxWait := maxRateWait
+	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
+		maxWait = 0
+	}
+	wait, ok := reserve(h.now(), maxWait, lim, userLim)
+	if !ok {
+		out, err = h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeRateLimited})
+		return out, err, true
+	}
+	if wait > 0 {
+		h.metrics.RateWaits.Inc()
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.quit:
+		}
+	}
+	return pk, nil, false
+}
+
 // refuse reports a refused publish. MQTT 5 clients publishing at QoS 1 or 2
-// get the reason code in their PUBACK. Others (MQTT 3.1.1, and QoS 0, which
-// has no PUBACK) get an error entry in their own inbox, after a plain PUBACK.
-// When the store is unavailable a 3.1.1 client is disconnected without
-// PUBACK instead, so that it publishes again after reconnecting.
+// get the reason code in their PUBACK; one refused for rate more than
+// RateStrikes times within StrikeWindow is disconnected instead (0x96).
+//
+// Others (MQTT 3.1.1, and QoS 0, which has no PUBACK) are never
+// acknowledged for a publish refused for a passing reason (the store is
+// unavailable, the rate is exceeded): they are disconnected without PUBACK,
+// so that the client publishes again after reconnecting. For lasting
+// reasons they get a PUBACK and an error entry in their own inbox, at most
+// ErrorEntries per user and ErrorWindow (storeError).
 func (h *Inbox) refuse(cl *mqtt.Client, sess *session, pk packets.Packet, err error) (packets.Packet, error) {
 	var pe *protocol.Error
 	if !errors.As(err, &pe) {
@@ -680,24 +871,48 @@ func (h *Inbox) refuse(cl *mqtt.Client, sess *session, pk packets.Packet, err er
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 		sess.inboundAck = false
 		h.restoreClobbered(cl, sess)
+		if pe.Code == protocol.CodeRateLimited && sess.strikes.add(h.now(), h.cfg.RateStrikes, h.cfg.StrikeWindow) {
+			h.disconnectForRate(cl)
+			return pk, packets.ErrRejectPacket
+		}
 		return pk, packets.Code{Code: byte(pe.Code), Reason: reason}
 	}
-	if pe.Code == protocol.CodeUnavailable {
+	switch pe.Code {
+	case protocol.CodeUnavailable:
 		sess.inboundAck = false
 		h.restoreClobbered(cl, sess)
 		cl.Stop(packets.ErrServerUnavailable)
 		return pk, packets.ErrRejectPacket
+	case protocol.CodeRateLimited:
+		sess.inboundAck = false
+		h.restoreClobbered(cl, sess)
+		h.disconnectForRate(cl)
+		return pk, packets.ErrRejectPacket
 	}
 	if !sess.admin {
-		e, serr := h.storeError(sess.user, pe.Code, reason, pk.TopicName, cidOf(pk.Payload))
-		if serr != nil {
+		e, stored, serr := h.storeError(sess.user, pe.Code, reason, pk.TopicName, cidOf(pk.Payload))
+		switch {
+		case serr != nil:
 			h.log.Warn("store error entry", "client", cl.ID, "error", serr)
-		} else {
+		case stored:
 			sess.pending = append(sess.pending, e)
 			sess.pendingQoS = 1
 		}
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+// disconnectForRate ends a connection that publishes beyond its rate limits:
+// an MQTT 5 client gets DISCONNECT 0x96 (message rate too high); an MQTT
+// 3.1.1 client, which has no server DISCONNECT, is closed.
+func (h *Inbox) disconnectForRate(cl *mqtt.Client) {
+	h.metrics.RateDisconnects.Inc()
+	h.log.Info("disconnecting a client over its rate limits", "client", cl.ID)
+	if cl.Properties.ProtocolVersion == 5 {
+		_ = h.srv.DisconnectClient(cl, packets.ErrMessageRateTooHigh)
+		return
+	}
+	cl.Stop(packets.ErrMessageRateTooHigh)
 }
 
 // Refuse reports a publish refused by a hook that runs after Inbox (Presence)
@@ -723,27 +938,36 @@ func cidOf(p []byte) string {
 	var v struct {
 		Cid string `json:"cid"`
 	}
-	if json.Unmarshal(p, &v) != nil || len(v.Cid) > protocol.MaxCidLen {
+	if json.Unmarshal(p, &v) != nil || !protocol.ValidCid(v.Cid) {
 		return ""
 	}
 	return v.Cid
 }
 
-func (h *Inbox) storeError(user string, code protocol.Code, reason, topic, cid string) (protocol.Entry, error) {
+// storeError stores an error entry in user's inbox, if the user's budget
+// (ErrorEntries per ErrorWindow) allows one; stored is false when it does
+// not, and the refusal is counted in the next entry stored. The entry
+// echoes the topic cut short and never the payload (protocol.ErrorData).
+func (h *Inbox) storeError(user string, code protocol.Code, reason, topic, cid string) (e protocol.Entry, stored bool, err error) {
+	suppressed, ok := h.users.get(user).takeError(h.now())
+	if !ok {
+		h.metrics.ErrorsSuppressed.Inc()
+		return protocol.Entry{}, false, nil
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return protocol.Entry{}, err
+		return protocol.Entry{}, false, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
 	defer cancel()
 	es, _, err := h.store.Append(ctx, storage.Message{ID: id.String(), From: user, To: user, TS: h.now().UnixMilli(),
-		Type: protocol.TypeError, Cid: cid, Data: protocol.ErrorData(code, reason, topic),
+		Type: protocol.TypeError, Cid: cid, Data: protocol.ErrorDataSuppressed(code, reason, topic, suppressed),
 		Inboxes: []string{protocol.UserInbox(user)}})
 	if err != nil {
-		return protocol.Entry{}, err
+		return protocol.Entry{}, false, err
 	}
 	h.metrics.Stored.WithLabelValues(protocol.TypeError).Inc()
-	return es[0], nil
+	return es[0], true, nil
 }
 
 // OnPublished delivers what OnPublish stored, after mochi sent the PUBACK.
@@ -801,6 +1025,11 @@ func (h *Inbox) deliveryShard(inbox string) *deliveryShard {
 	return &h.delivering[maphash.String(lockSeed, inbox)%uint64(len(h.delivering))]
 }
 
+// invalidFilter replaces a subscription's filter that is out of bounds: "#"
+// must be the last character of a filter [MQTT-4.7.1-2], so mochi refuses it
+// (0x8F topic filter invalid) before any other check.
+const invalidFilter = "#/"
+
 // voidTopic is where refused wills go: no subscription can match it (a
 // filter starting with a wildcard never matches a topic starting with $).
 const voidTopic = "$parley/void"
@@ -831,8 +1060,33 @@ func (h *Inbox) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 // is then ignored (no cursor move, no receipt). The delivery is remembered
 // here, before mochi drops it, and put back once the publish is handled
 // (restoreClobbered). Runs on the client's read goroutine.
+//
+// It also bounds what mochi would act on before any other hook sees it:
+// the filter count of a SUBSCRIBE (boundSubscribe), the session expiry a
+// DISCONNECT may set (MaxSessionExpiry: mochi applies it unchecked), and
+// the topic aliases of over-long topics, which mochi stores before
+// OnPublish refuses the publish.
 func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if pk.FixedHeader.Type != packets.Publish || pk.FixedHeader.Qos == 0 || cl.Net.Inline {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	switch pk.FixedHeader.Type {
+	case packets.Subscribe:
+		return h.boundSubscribe(cl, pk), nil
+	case packets.Disconnect:
+		if max := uint32(h.cfg.MaxSessionExpiry / time.Second); pk.Properties.SessionExpiryIntervalFlag && pk.Properties.SessionExpiryInterval > max {
+			pk.Properties.SessionExpiryInterval = max
+		}
+		return pk, nil
+	case packets.Publish:
+	default:
+		return pk, nil
+	}
+	if _, ok := checkTopic(pk.TopicName, h.cfg.MaxTopicLen, h.cfg.MaxTopicLevels); !ok {
+		// OnPublish refuses it (0x90); mochi must not keep it as an alias.
+		pk.Properties.TopicAliasFlag, pk.Properties.TopicAlias = false, 0
+	}
+	if pk.FixedHeader.Qos == 0 {
 		return pk, nil
 	}
 	if sess := h.session(cl); sess != nil {
@@ -840,6 +1094,33 @@ func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 		h.saveClobbered(cl, sess, pk.PacketID)
 	}
 	return pk, nil
+}
+
+// boundSubscribe answers a SUBSCRIBE carrying more than MaxFilters filters
+// itself: a SUBACK refusing every filter, 0x97 quota exceeded (MQTT 3.1.1:
+// 0x80), so that one packet cannot cost thousands of checks (some of them
+// store queries) and index insertions. mochi gives hooks no way to answer a
+// SUBSCRIBE, so mochi is handed an inert packet in its place: a PUBACK for
+// packet id 0, which no delivery ever uses [MQTT-2.2.1-3], and which mochi
+// ignores as unknown. Runs on the client's read goroutine.
+func (h *Inbox) boundSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if len(pk.Filters) <= h.cfg.MaxFilters {
+		return pk
+	}
+	code := packets.ErrQuotaExceeded.Code
+	if cl.Properties.ProtocolVersion < 5 {
+		code = packets.ErrUnspecifiedError.Code
+	}
+	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID,
+		ReasonCodes: bytes.Repeat([]byte{code}, len(pk.Filters))}
+	if cl.Properties.ProtocolVersion == 5 {
+		ack.Properties.ReasonString = fmt.Sprintf("at most %d filters per SUBSCRIBE", h.cfg.MaxFilters)
+	}
+	h.metrics.Refused.WithLabelValues("subscribe_filters").Inc()
+	if err := cl.WritePacket(ack); err != nil {
+		h.log.Debug("suback not sent", "client", cl.ID, "error", err)
+	}
+	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback, Remaining: 2}, ProtocolVersion: pk.ProtocolVersion}
 }
 
 // saveClobbered remembers the delivery that holds packet id pid, if any.

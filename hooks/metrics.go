@@ -15,6 +15,11 @@ type Metrics struct {
 	ReceiptsLost   prometheus.Counter     // receipt events dropped because the queue was full
 	SlowConsumers  prometheus.Counter     // subscribers disconnected because their queue overflowed
 	CursorErrors   prometheus.Counter     // failed cursor flushes
+
+	RateWaits        prometheus.Counter // publishes held back on their client's goroutine by a rate limit
+	RateDisconnects  prometheus.Counter // connections closed for publishing beyond their rate limits
+	ErrorsSuppressed prometheus.Counter // error entries not stored: the user's budget was spent
+	SessionsEvicted  prometheus.Counter // persistent sessions evicted by MaxSessionsPerUser
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -43,10 +48,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Subscribers disconnected because their outbound queue or inflight window overflowed."}),
 		CursorErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cursor_flush_errors_total",
 			Help: "Failed writes of delivery cursors (retried)."}),
+		RateWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_publish_rate_waits_total",
+			Help: "Publishes (MQTT 3.1.1, QoS 0) held back on their client's connection until their rate limit allowed them."}),
+		RateDisconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_rate_disconnects_total",
+			Help: "Connections closed for publishing beyond their rate limits."}),
+		ErrorsSuppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_error_entries_suppressed_total",
+			Help: "Error entries not stored because the user's budget (limits.error_entries) was spent."}),
+		SessionsEvicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_sessions_evicted_total",
+			Help: "Persistent sessions evicted because their user held limits.max_sessions_per_user."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
-			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors)
+			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted)
 	}
 	return m
 }

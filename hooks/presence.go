@@ -50,6 +50,16 @@ type PresenceConfig struct {
 	// Burst its burst. Defaults 1 and 5. A negative Rate disables the limit.
 	Rate  float64
 	Burst int
+	// RefusalRate is how many refused subscriptions to other users'
+	// presence per second a user may cost the store (each is a privacy
+	// check), across the user's connections; RefusalBurst its burst.
+	// Defaults 10 and 50. Once a user has spent it, subscriptions of the
+	// user to others' presence are refused (0x87; MQTT 3.1.1: 0x80)
+	// without a check until it refills. Allowed subscriptions cost nothing
+	// of it, so a client subscribing to all its contacts is not held back.
+	// A negative RefusalRate disables the limit.
+	RefusalRate  float64
+	RefusalBurst int
 }
 
 func (c *PresenceConfig) setDefaults() {
@@ -67,6 +77,12 @@ func (c *PresenceConfig) setDefaults() {
 	}
 	if c.Burst <= 0 {
 		c.Burst = 5
+	}
+	if c.RefusalRate == 0 {
+		c.RefusalRate = 10
+	}
+	if c.RefusalBurst <= 0 {
+		c.RefusalBurst = 50
 	}
 }
 
@@ -108,6 +124,9 @@ type Presence struct {
 	seenMu   sync.Mutex           // guards the fields below
 	seen     map[string]time.Time // last-seen times to write
 	flushing map[string]time.Time // last-seen times being written
+
+	refusalMu sync.Mutex               // guards refusals
+	refusals  map[string]*rate.Limiter // viewer -> its budget of refused privacy checks (RefusalRate)
 
 	quit      chan struct{}
 	wg        sync.WaitGroup
@@ -151,8 +170,9 @@ func NewPresence(cfg PresenceConfig, store PresenceStore, srv *mqtt.Server, refu
 			Help: "Users with at least one connected device."}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_presence_flush_errors_total",
 			Help: "Failed writes of last-seen times (retried)."}),
-		seen: map[string]time.Time{},
-		quit: make(chan struct{}),
+		seen:     map[string]time.Time{},
+		refusals: map[string]*rate.Limiter{},
+		quit:     make(chan struct{}),
 	}
 	for i := range h.shards {
 		h.shards[i].users = map[string]*userPresence{}
@@ -482,13 +502,55 @@ func (h *Presence) current(sh *presenceShard, user string) protocol.Presence {
 // MaySee reports whether viewer may see user's presence: itself,
 // administrators, and others as user's privacy allows. It fails closed: a
 // store error is logged and answers false. It implements PresenceGate.
+//
+// It runs for each presence filter of a SUBSCRIBE, on the subscriber's read
+// goroutine, so what a flood of refused filters may cost the store is
+// bounded: each refusal spends one of the viewer's RefusalRate tokens, and a
+// viewer with none left is refused without a check.
 func (h *Presence) MaySee(ctx context.Context, viewer, user string) bool {
+	if viewer == user || h.isAdmin(viewer) {
+		return true
+	}
+	lim := h.refusalBudget(viewer)
+	if lim != nil && lim.TokensAt(h.now()) < 1 {
+		return false
+	}
 	ok, err := h.mayView(ctx, viewer, user)
 	if err != nil {
 		h.log.Warn("cannot check presence privacy", "viewer", viewer, "user", user, "error", err)
-		return false
+	}
+	if !ok && lim != nil {
+		lim.AllowN(h.now(), 1)
 	}
 	return ok
+}
+
+// refusalBudget returns viewer's budget of refused checks, nil when there
+// is no limit.
+func (h *Presence) refusalBudget(viewer string) *rate.Limiter {
+	if h.cfg.RefusalRate < 0 {
+		return nil
+	}
+	h.refusalMu.Lock()
+	defer h.refusalMu.Unlock()
+	lim := h.refusals[viewer]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(h.cfg.RefusalRate), h.cfg.RefusalBurst)
+		h.refusals[viewer] = lim
+	}
+	return lim
+}
+
+// pruneRefusals forgets the budgets that are full again (as new ones).
+func (h *Presence) pruneRefusals() {
+	now := h.now()
+	h.refusalMu.Lock()
+	defer h.refusalMu.Unlock()
+	for viewer, lim := range h.refusals {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(h.refusals, viewer)
+		}
+	}
 }
 
 func (h *Presence) mayView(ctx context.Context, viewer, user string) (bool, error) {
@@ -623,6 +685,7 @@ func (h *Presence) run() {
 		case <-flush.C:
 			h.sweep()
 			h.flush()
+			h.pruneRefusals()
 		case <-refresh.C:
 			h.touch()
 		case <-h.quit:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -23,8 +24,37 @@ const (
 	TypeRenamed       = "renamed"
 )
 
-// MaxCidLen is the longest client-chosen message id.
+// MaxCidLen is the longest client-chosen message id, in bytes.
 const MaxCidLen = 64
+
+// Printable reports whether s is valid UTF-8 made of printable characters
+// only: letters, marks, numbers, punctuation, symbols and spaces (Unicode's
+// graphic characters), so no control characters (NUL among them), no
+// format characters and no line or paragraph separators. Whatever a client
+// names that the server stores as text (a cid, a client id) is held to it:
+// Postgres text cannot hold NUL (SQLSTATE 22021), and a client id or cid
+// must read back exactly as it was written.
+func Printable(s string) bool {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || !unicode.IsGraphic(r) {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+// ValidCid reports whether s may be a cid: 1 to MaxCidLen bytes, Printable.
+func ValidCid(s string) bool { return len(s) > 0 && len(s) <= MaxCidLen && Printable(s) }
 
 // Entry is what the server delivers to an inbox's subscribers: a message or an
 // event, stamped by the server. Its JSON form is
@@ -273,8 +303,8 @@ func ParseSubmission(p []byte) (Submission, error) {
 		s.Type = *raw.Type
 	}
 	if raw.Cid != nil {
-		if len(*raw.Cid) == 0 || len(*raw.Cid) > MaxCidLen {
-			return Submission{}, newError(CodeBadPayload, "cid must be 1 to 64 characters")
+		if !ValidCid(*raw.Cid) {
+			return Submission{}, newError(CodeBadPayload, "cid must be 1 to 64 bytes of printable UTF-8")
 		}
 		s.Cid = *raw.Cid
 	}
@@ -296,6 +326,9 @@ func ParseSubmission(p []byte) (Submission, error) {
 		}
 		s.Seq = *raw.Seq
 		if raw.Inbox != nil {
+			if t, ok := ParseTopic(*raw.Inbox); !ok || (t.Kind != KindUser && t.Kind != KindGroup) {
+				return Submission{}, newError(CodeBadPayload, "inbox must be u/{user} or g/{group}")
+			}
 			s.Inbox = *raw.Inbox
 		}
 		if raw.With != nil {
@@ -316,19 +349,61 @@ func TextBody(text string) json.RawMessage {
 	return append(b, '}')
 }
 
+// Bounds of an error entry's data: the reason and the topic echoed are cut
+// to these many bytes (on a character boundary, marked with "…"), and the
+// payload is never echoed, so that ErrorData is at most MaxErrorData bytes
+// whatever a client publishes.
+const (
+	MaxErrorReason = 200
+	MaxErrorTopic  = 128
+	MaxErrorData   = 2048
+)
+
 // ErrorData returns the Data of an error entry reporting a refused publish to
 // an MQTT 3.1.1 client: {"code":135,"reason":"not authorized"}, plus the
-// topic it was published to.
+// topic it was published to (cut to MaxErrorTopic bytes).
 func ErrorData(code Code, reason, topic string) json.RawMessage {
+	return ErrorDataSuppressed(code, reason, topic, 0)
+}
+
+// ErrorDataSuppressed is ErrorData for an error entry that also stands for
+// suppressed earlier refusals whose own entries were not stored (the
+// server stores a few error entries per user and time window):
+// "suppressed":N when N > 0.
+func ErrorDataSuppressed(code Code, reason, topic string, suppressed int64) json.RawMessage {
 	b := []byte(`{"code":`)
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, `,"reason":`...)
-	b = appendString(b, reason)
+	b = appendString(b, Truncate(reason, MaxErrorReason))
 	if topic != "" {
 		b = append(b, `,"topic":`...)
-		b = appendString(b, topic)
+		b = appendString(b, Truncate(topic, MaxErrorTopic))
+	}
+	if suppressed > 0 {
+		b = append(b, `,"suppressed":`...)
+		b = strconv.AppendInt(b, suppressed, 10)
 	}
 	return append(b, '}')
+}
+
+// Truncate cuts s to at most n bytes on a character boundary, ending it
+// with "…" (within the n bytes) when it was cut.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	if cut < 0 {
+		cut = 0
+	}
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	if len(ellipsis) > n {
+		return s[:cut]
+	}
+	return s[:cut] + ellipsis
 }
 
 // ReceiptData returns the Data of a receipt entry.

@@ -31,6 +31,9 @@ var clientPayloads = []string{
 	"{ \"body\" : {\n\t\"text\" : \"a b\" } }",
 	"\xff\xfe",
 	" \n",
+	`{"cid":"a\u0000b","body":{}}`,
+	`{"cid":"\u001b[31m","body":{"text":"\u0000"}}`,
+	`{"type":"read","inbox":"u/a\u0000","seq":1,"with":"b"}`,
 }
 
 func TestParseSubmission(t *testing.T) {
@@ -556,6 +559,7 @@ func FuzzParseSubmission(f *testing.F) {
 		if sub.Cid != "" && len(sub.Cid) > protocol.MaxCidLen {
 			t.Fatalf("ParseSubmission(%q): cid of %d bytes", p, len(sub.Cid))
 		}
+		checkStorable(t, p, sub)
 		switch sub.Type {
 		case protocol.TypeMsg:
 			checkCompactObject(t, sub.Body)
@@ -575,6 +579,33 @@ func FuzzParseSubmission(f *testing.F) {
 			t.Fatalf("ParseSubmission(%q): type %q", p, sub.Type)
 		}
 	})
+}
+
+// checkStorable fails unless every store can hold what an accepted
+// submission puts in its columns exactly: text without NUL or control
+// characters, valid UTF-8 (Postgres text refuses NUL, SQLSTATE 22021, and
+// one such row used to fail a whole group-commit batch), a body of JSON
+// with no raw control bytes.
+func checkStorable(t *testing.T, p []byte, sub protocol.Submission) {
+	t.Helper()
+	if sub.Cid != "" && !protocol.ValidCid(sub.Cid) {
+		t.Fatalf("ParseSubmission(%q) accepted cid %q, which is not printable", p, sub.Cid)
+	}
+	for _, text := range []string{sub.Cid, sub.Inbox, sub.With, sub.Type} {
+		if !utf8.ValidString(text) || strings.IndexByte(text, 0) >= 0 {
+			t.Fatalf("ParseSubmission(%q) = %s: %q cannot be stored as text", p, fmtSubmission(sub), text)
+		}
+	}
+	if sub.Body != nil {
+		if !utf8.Valid(sub.Body) || !json.Valid(sub.Body) {
+			t.Fatalf("ParseSubmission(%q): body %q is not valid UTF-8 JSON", p, sub.Body)
+		}
+		for _, c := range sub.Body {
+			if c < 0x20 {
+				t.Fatalf("ParseSubmission(%q): body %q has a raw control byte %#x", p, sub.Body, c)
+			}
+		}
+	}
 }
 
 func FuzzAppendJSON(f *testing.F) {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,19 +69,28 @@ type Options struct {
 	// Push, if set, turns push notifications on with this sender, and the
 	// default store queues push jobs.
 	Push push.Sender
+	// Quiet discards the node's logs instead of writing them to the test's
+	// log: a fuzz target must not log through its testing.F.
+	Quiet bool
 }
 
 // Start starts a node on 127.0.0.1 with free ports and stops it when the
 // test ends.
 func Start(t testing.TB, o Options) *Node {
 	t.Helper()
+	logger := func(component string) *slog.Logger {
+		if o.Quiet {
+			return slog.New(slog.DiscardHandler)
+		}
+		return Logger(t, component)
+	}
 	if o.Store == SQLite {
 		if o.DBURL == "" {
 			o.DBURL = filepath.Join(t.TempDir(), "parley.db")
 		}
 		if o.OpenStore == nil {
 			o.OpenStore = func(t testing.TB, path string) storage.Store {
-				s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path, PushJobs: o.Push != nil}, Logger(t, "store"))
+				s, err := sqlite.Open(context.Background(), sqlite.Config{Path: path, PushJobs: o.Push != nil}, logger("store"))
 				if err != nil {
 					t.Fatalf("open store: %v", err)
 				}
@@ -94,7 +104,7 @@ func Start(t testing.TB, o Options) *Node {
 	if o.OpenStore == nil {
 		o.OpenStore = func(t testing.TB, url string) storage.Store {
 			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, OpTimeout: 3 * time.Second,
-				ConnectTimeout: time.Second, PushJobs: o.Push != nil}, Logger(t, "store"))
+				ConnectTimeout: time.Second, PushJobs: o.Push != nil}, logger("store"))
 			if err != nil {
 				t.Fatalf("open store: %v", err)
 			}
@@ -112,7 +122,15 @@ func Start(t testing.TB, o Options) *Node {
 	if cfg.Inbox.Rate == 0 {
 		cfg.Inbox.Rate = -1
 	}
-	srv, err := broker.New(cfg, broker.Deps{Store: st, Accounts: accounts, Log: Logger(t, "parley"), Push: o.Push})
+	// Every test client connects from 127.0.0.1: no per-address limits
+	// unless the test sets them.
+	if cfg.MaxConnectionsPerIP == 0 {
+		cfg.MaxConnectionsPerIP = -1
+	}
+	if cfg.ConnectRatePerIP == 0 {
+		cfg.ConnectRatePerIP = -1
+	}
+	srv, err := broker.New(cfg, broker.Deps{Store: st, Accounts: accounts, Log: logger("parley"), Push: o.Push})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,14 +229,63 @@ func (n *Node) Login(id string) string {
 
 // Ctx returns a context that ends with the test or after d.
 func Ctx(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(d))
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// patience scales every deadline of the helpers: PARLEY_TEST_PATIENCE
+// (default 6). The deadlines only bound a wait for a condition, so that a
+// broken test fails instead of hanging; a passing test never waits for them,
+// and a loaded 2-core machine running the race detector must not fail a
+// correct one.
+var patience = func() time.Duration {
+	if f, err := strconv.Atoi(os.Getenv("PARLEY_TEST_PATIENCE")); err == nil && f > 0 {
+		return time.Duration(f)
+	}
+	return 6
+}()
+
+// Patience returns d scaled by the test patience factor: the deadline to
+// give a wait that would take at most d on an idle machine.
+func Patience(d time.Duration) time.Duration { return d * patience }
 
 func must(t testing.TB, err error, what string, args ...any) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
 	}
+}
+
+// poll checks cond every few milliseconds until it holds, or fails the test
+// after the patience-scaled deadline d.
+func poll(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Patience(d))
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", Patience(d), what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitGone waits until the node has handled the disconnect of clientID:
+// no live connection holds it any more.
+func (n *Node) WaitGone(t testing.TB, clientID string) {
+	t.Helper()
+	poll(t, 5*time.Second, clientID+" disconnected", func() bool { return !n.Srv.Connected(clientID) })
+}
+
+// WaitCursor waits until the store holds clientID's cursor on inbox at seq
+// or beyond: the device's acknowledgements up to seq reached the server and
+// were written.
+func (n *Node) WaitCursor(t testing.TB, clientID, inbox string, seq int64) {
+	t.Helper()
+	poll(t, 5*time.Second, fmt.Sprintf("cursor of %s on %s at %d", clientID, inbox, seq), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c, err := n.Store.GetCursor(ctx, clientID, inbox)
+		return err == nil && c >= seq
+	})
 }

@@ -75,6 +75,7 @@ func (b *Inbox) All() []Msg {
 // WaitFor waits until pred holds for what was received, or fails the test.
 func (b *Inbox) WaitFor(t testing.TB, d time.Duration, what string, pred func([]Msg) bool) []Msg {
 	t.Helper()
+	d = Patience(d)
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
@@ -139,7 +140,7 @@ type V5Options struct {
 // refused connection returns the CONNACK and an error.
 func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	n.T.Helper()
-	conn, err := net.DialTimeout("tcp", n.MQTT, 5*time.Second)
+	conn, err := net.DialTimeout("tcp", n.MQTT, Patience(5*time.Second))
 	if err != nil {
 		n.T.Fatalf("dial: %v", err)
 	}
@@ -153,6 +154,9 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 			return true, nil
 		}},
 		OnClientError: func(error) {},
+		// A publish waits for a commit; on a loaded machine with the race
+		// detector that can take longer than paho's default of 10s.
+		PacketTimeout: Patience(10 * time.Second),
 	})
 	ka := o.KeepAlive
 	if ka == 0 {
@@ -164,7 +168,7 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	if o.ReceiveMaximum > 0 {
 		cp.Properties.ReceiveMaximum = &o.ReceiveMaximum
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(5*time.Second))
 	defer cancel()
 	ack, err := c.Connect(ctx, cp)
 	v := &V5{Client: c, In: in, Connack: ack, conn: conn}
@@ -196,7 +200,7 @@ func (c *V5) Drop() { c.conn.Close() }
 // Sub subscribes and returns the SUBACK reason codes.
 func (c *V5) Sub(t testing.TB, topic string, qos byte) []byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(5*time.Second))
 	defer cancel()
 	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic, QoS: qos}}})
 	if sa == nil {
@@ -208,7 +212,7 @@ func (c *V5) Sub(t testing.TB, topic string, qos byte) []byte {
 // Pub publishes at QoS 1 and returns the PUBACK reason code.
 func (c *V5) Pub(t testing.TB, topic, payload string) byte {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(10*time.Second))
 	defer cancel()
 	pr, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)})
 	if pr == nil {
@@ -229,13 +233,13 @@ func (n *Node) DialV3(user, secret, clientID string, clean bool) (*V3, error) {
 	in := newInbox()
 	opts := paho3.NewClientOptions().AddBroker("tcp://" + n.MQTT).SetClientID(clientID).
 		SetUsername(user).SetPassword(secret).SetCleanSession(clean).SetProtocolVersion(4).
-		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).SetOrderMatters(true).
+		SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(Patience(5 * time.Second)).SetOrderMatters(true).
 		SetDefaultPublishHandler(func(_ paho3.Client, m paho3.Message) {
 			in.add(Msg{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos()})
 		})
 	c := paho3.NewClient(opts)
 	tok := c.Connect()
-	if !tok.WaitTimeout(10 * time.Second) {
+	if !tok.WaitTimeout(Patience(10 * time.Second)) {
 		n.T.Fatalf("v3 connect %s: timeout", clientID)
 	}
 	if err := tok.Error(); err != nil {
@@ -258,7 +262,7 @@ func (n *Node) MustV3(user, secret, clientID string, clean bool) *V3 {
 func (c *V3) Sub(t testing.TB, topic string, qos byte) byte {
 	t.Helper()
 	tok := c.Subscribe(topic, qos, nil)
-	if !tok.WaitTimeout(5 * time.Second) {
+	if !tok.WaitTimeout(Patience(5 * time.Second)) {
 		t.Fatalf("v3 subscribe %s: timeout", topic)
 	}
 	st := tok.(*paho3.SubscribeToken)
@@ -270,7 +274,7 @@ func (c *V3) Sub(t testing.TB, topic string, qos byte) byte {
 func (c *V3) Pub(t testing.TB, topic, payload string) error {
 	t.Helper()
 	tok := c.Publish(topic, 1, false, payload)
-	if !tok.WaitTimeout(10 * time.Second) {
+	if !tok.WaitTimeout(Patience(10 * time.Second)) {
 		return context.DeadlineExceeded
 	}
 	return tok.Error()
@@ -279,7 +283,7 @@ func (c *V3) Pub(t testing.TB, topic, payload string) error {
 // MustWS connects an MQTT 5 client over WebSocket (subprotocol mqtt).
 func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: 5 * time.Second}
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}, HandshakeTimeout: Patience(5 * time.Second)}
 	ws, resp, err := d.Dial("ws://"+n.WS+"/mqtt", nil)
 	if err != nil {
 		t.Fatalf("websocket dial: %v", err)
@@ -297,8 +301,11 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 			return true, nil
 		}},
 		OnClientError: func(error) {},
+		// A publish waits for a commit; on a loaded machine with the race
+		// detector that can take longer than paho's default of 10s.
+		PacketTimeout: Patience(10 * time.Second),
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Patience(5*time.Second))
 	defer cancel()
 	ack, err := c.Connect(ctx, &paho.Connect{ClientID: clientID, Username: user, UsernameFlag: true,
 		Password: []byte(secret), PasswordFlag: true, CleanStart: true, KeepAlive: 30})

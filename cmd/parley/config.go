@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/parleychat/parley/hooks"
 )
 
 // config is every setting of the parley command. Each field's key is its
@@ -22,10 +25,18 @@ import (
 // documents each one.
 type config struct {
 	MQTTAddr       string        `key:"mqtt.addr" default:":1883" help:"MQTT (TCP) listener address"`
+	ConnectTimeout time.Duration `key:"mqtt.connect_timeout" default:"10s" help:"a connection (TCP or WebSocket) that has not sent CONNECT within this is closed"`
+	MaxSessionExp  time.Duration `key:"mqtt.max_session_expiry" default:"168h" help:"longest a disconnected persistent session is kept (announced in MQTT 5 CONNACK; also caps DISCONNECT)"`
+	MaxKeepalive   time.Duration `key:"mqtt.max_keepalive" default:"300s" help:"keep-alive given to clients asking for 0 or more (MQTT 5: Server Keep Alive; 3.1.1: closed after 1.5x of silence)"`
 	WSAddr         string        `key:"ws.addr" default:":8083" help:"MQTT-over-WebSocket listener address"`
 	WSPath         string        `key:"ws.path" default:"/mqtt" help:"WebSocket endpoint path"`
 	AllowedOrigins []string      `key:"ws.allowed_origins" default:"" help:"browser origins allowed to open WebSockets, comma separated; empty allows any"`
 	HTTPAddr       string        `key:"http.addr" default:":8080" help:"HTTP API address"`
+	MetricsAddr    string        `key:"http.metrics_addr" default:"" help:"address serving /metrics (and /debug/pprof/) instead of http.addr; empty serves them on http.addr"`
+	HTTPRead       time.Duration `key:"http.read_timeout" default:"30s" help:"time to read a whole HTTP request, body included"`
+	HTTPReadHeader time.Duration `key:"http.read_header_timeout" default:"10s" help:"time to read an HTTP request's headers"`
+	HTTPIdle       time.Duration `key:"http.idle_timeout" default:"120s" help:"an idle HTTP keep-alive connection is closed after this"`
+	HTTPMaxHeader  int           `key:"http.max_header_bytes" default:"65536" help:"largest HTTP request headers in bytes"`
 	DatabaseURL    string        `key:"database.url" default:"" help:"postgres:// URL of the Postgres store; empty uses the embedded store at database.path"`
 	DatabasePath   string        `key:"database.path" default:"./data/parley.db" help:"file of the embedded store"`
 	DatabaseCreate bool          `key:"database.create" default:"true" help:"create the Postgres database if it does not exist"`
@@ -38,9 +49,27 @@ type config struct {
 	MaxPayload     int           `key:"limits.max_payload" default:"65536" help:"largest message payload in bytes"`
 	Rate           float64       `key:"limits.rate" default:"50" help:"messages per second each connection may publish (negative: no limit)"`
 	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
+	UserRate       float64       `key:"limits.user_rate" default:"100" help:"messages per second all of a user's connections may publish together (negative: no limit)"`
+	UserBurst      int           `key:"limits.user_burst" default:"200" help:"burst above limits.user_rate"`
+	RateStrikes    int           `key:"limits.rate_strikes" default:"100" help:"refusals for rate a connection may collect within limits.strike_window; one more disconnects it (MQTT 5: 0x96)"`
+	StrikeWindow   time.Duration `key:"limits.strike_window" default:"10s" help:"window of limits.rate_strikes"`
+	ErrorEntries   int           `key:"limits.error_entries" default:"10" help:"error entries stored per user per limits.error_window; further refusals are counted in the next one"`
+	ErrorWindow    time.Duration `key:"limits.error_window" default:"1m" help:"window of limits.error_entries"`
+	MaxTopicLen    int           `key:"limits.max_topic_len" default:"256" help:"longest topic name or filter in bytes (0x90 / SUBACK 0x8F past it)"`
+	MaxTopicLevels int           `key:"limits.max_topic_levels" default:"8" help:"most levels of a topic name or filter"`
+	MaxFilters     int           `key:"limits.max_subscribe_filters" default:"16" help:"most filters in one SUBSCRIBE; every filter of a larger one is refused (0x97)"`
+	MaxClientID    int           `key:"limits.max_client_id" default:"128" help:"longest MQTT client id in bytes (CONNACK 0x85 past it)"`
+	MaxConnsUser   int           `key:"limits.max_connections_per_user" default:"16" help:"connections a user may hold at once; more are refused (CONNACK 0x97; -1: no limit)"`
+	MaxSessUser    int           `key:"limits.max_sessions_per_user" default:"32" help:"persistent sessions a user may hold; a new one evicts the one disconnected longest (-1: no limit)"`
+	RefusalRate    float64       `key:"limits.presence_refusal_rate" default:"10" help:"refused subscriptions to others' presence per second a user may cost the store; beyond it they are refused unchecked (negative: no limit)"`
+	RefusalBurst   int           `key:"limits.presence_refusal_burst" default:"50" help:"burst above limits.presence_refusal_rate"`
 	WritesPending  int           `key:"limits.writes_pending" default:"256" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
 	MaxMembers     int           `key:"groups.max_members" default:"1024" help:"the most members a group may have"`
 	WriteTimeout   time.Duration `key:"limits.write_timeout" default:"10s" help:"a client that does not read for this long is disconnected"`
+	MaxConns       int           `key:"limits.max_connections" default:"50000" help:"open connections per MQTT or WebSocket listener; more are closed at accept (-1: no limit)"`
+	MaxConnsPerIP  int           `key:"limits.max_connections_per_ip" default:"1000" help:"open connections per client address (IPv6: per /64) across MQTT and WebSocket; more are closed at accept (-1: no limit)"`
+	ConnRatePerIP  float64       `key:"limits.connect_rate_per_ip" default:"50" help:"new connections per second per client address; more are closed at accept (-1: no limit)"`
+	ConnBurstPerIP int           `key:"limits.connect_burst_per_ip" default:"200" help:"burst above limits.connect_rate_per_ip"`
 	PushAPNsKey    string        `key:"push.apns.key_file" default:"" help:"APNs .p8 signing key; empty leaves APNs off"`
 	PushAPNsKeyID  string        `key:"push.apns.key_id" default:"" help:"APNs key id (10 characters)"`
 	PushAPNsTeam   string        `key:"push.apns.team_id" default:"" help:"Apple developer team id"`
@@ -49,7 +78,7 @@ type config struct {
 	PushFCMProject string        `key:"push.fcm.project_id" default:"" help:"Firebase project id (default: the credentials' project)"`
 	PushLog        bool          `key:"push.log" default:"false" help:"development: log notifications instead of sending them (every platform not configured above)"`
 	PushGrace      time.Duration `key:"push.grace" default:"3s" help:"wait before pushing, so that users who reconnect get no push"`
-	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.addr, for measuring (keep http.addr private)"`
+	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.metrics_addr (http.addr when empty), for measuring (keep it private)"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
 }
@@ -259,6 +288,38 @@ func (c *config) validate() error {
 	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
 		errs = append(errs, fmt.Errorf("database.max_batch must be 1 to 10000"))
 	}
+	if c.ConnectTimeout <= 0 || c.ConnectTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("mqtt.connect_timeout must be more than 0 and at most 5m"))
+	}
+	if c.MaxKeepalive < time.Second || c.MaxKeepalive > 65535*time.Second || c.MaxKeepalive%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("mqtt.max_keepalive must be whole seconds from 1s to 65535s"))
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"limits.max_connections", c.MaxConns}, {"limits.max_connections_per_ip", c.MaxConnsPerIP}} {
+		if l.v == 0 || l.v < -1 {
+			errs = append(errs, fmt.Errorf("%s must be 1 or more, or -1 for no limit", l.key))
+		}
+	}
+	if c.ConnRatePerIP == 0 || (c.ConnRatePerIP < 0 && c.ConnRatePerIP != -1) {
+		errs = append(errs, fmt.Errorf("limits.connect_rate_per_ip must be more than 0, or -1 for no limit"))
+	}
+	if c.ConnBurstPerIP < 1 {
+		errs = append(errs, fmt.Errorf("limits.connect_burst_per_ip must be 1 or more"))
+	}
+	for _, l := range []struct {
+		key string
+		d   time.Duration
+	}{{"http.read_timeout", c.HTTPRead}, {"http.read_header_timeout", c.HTTPReadHeader}, {"http.idle_timeout", c.HTTPIdle}} {
+		if l.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be more than 0", l.key))
+		}
+	}
+	if c.HTTPMaxHeader < 1024 || c.HTTPMaxHeader > 16<<20 {
+		errs = append(errs, fmt.Errorf("http.max_header_bytes must be 1024 to 16777216"))
+	}
+	errs = append(errs, c.validateClientLimits()...)
 	if c.PushGrace <= 0 || c.PushGrace > time.Hour {
 		errs = append(errs, fmt.Errorf("push.grace must be more than 0 and at most 1h"))
 	}
@@ -276,6 +337,64 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("log.format must be text or json"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateClientLimits checks the limits on what one client or one user
+// may cost (hooks.AuthConfig, InboxConfig, PresenceConfig).
+func (c *config) validateClientLimits() []error {
+	var errs []error
+	atLeast := func(key string, v, min int) {
+		if v < min {
+			errs = append(errs, fmt.Errorf("%s must be %d or more", key, min))
+		}
+	}
+	atLeast("limits.user_burst", c.UserBurst, 1)
+	atLeast("limits.rate_strikes", c.RateStrikes, 1)
+	atLeast("limits.error_entries", c.ErrorEntries, 1)
+	atLeast("limits.max_topic_len", c.MaxTopicLen, 64) // u/{64-byte id} must fit
+	atLeast("limits.max_topic_levels", c.MaxTopicLevels, 2)
+	atLeast("limits.max_subscribe_filters", c.MaxFilters, 1)
+	atLeast("limits.presence_refusal_burst", c.RefusalBurst, 1)
+	if c.MaxClientID < 66 || c.MaxClientID > 2048 { // {64-byte user id}/x must fit; the cursor index must hold it
+		errs = append(errs, fmt.Errorf("limits.max_client_id must be 66 to 2048 bytes"))
+	}
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"limits.max_connections_per_user", c.MaxConnsUser}, {"limits.max_sessions_per_user", c.MaxSessUser}} {
+		if l.v == 0 || l.v < -1 {
+			errs = append(errs, fmt.Errorf("%s must be 1 or more, or -1 for no limit", l.key))
+		}
+	}
+	if c.UserRate == 0 {
+		errs = append(errs, fmt.Errorf("limits.user_rate must be more than 0, or negative for no limit"))
+	}
+	if c.RefusalRate == 0 {
+		errs = append(errs, fmt.Errorf("limits.presence_refusal_rate must be more than 0, or negative for no limit"))
+	}
+	for _, l := range []struct {
+		key string
+		d   time.Duration
+	}{{"limits.strike_window", c.StrikeWindow}, {"limits.error_window", c.ErrorWindow}} {
+		if l.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be more than 0", l.key))
+		}
+	}
+	if c.MaxSessionExp < time.Second || c.MaxSessionExp > math.MaxUint32*time.Second {
+		errs = append(errs, fmt.Errorf("mqtt.max_session_expiry must be 1s to 136 years"))
+	}
+	return errs
+}
+
+// clientLimits returns the hooks' configuration of the limits on what one
+// client or one user may cost, for broker.Config's Auth, Inbox and Presence.
+func (c *config) clientLimits() (hooks.AuthConfig, hooks.InboxConfig, hooks.PresenceConfig) {
+	return hooks.AuthConfig{MaxClientID: c.MaxClientID, MaxConnectionsPerUser: c.MaxConnsUser},
+		hooks.InboxConfig{Rate: c.Rate, Burst: c.Burst, UserRate: c.UserRate, UserBurst: c.UserBurst,
+			RateStrikes: c.RateStrikes, StrikeWindow: c.StrikeWindow, ErrorEntries: c.ErrorEntries, ErrorWindow: c.ErrorWindow,
+			MaxTopicLen: c.MaxTopicLen, MaxTopicLevels: c.MaxTopicLevels, MaxFilters: c.MaxFilters,
+			MaxSessionsPerUser: c.MaxSessUser, MaxSessionExpiry: c.MaxSessionExp},
+		hooks.PresenceConfig{RefusalRate: c.RefusalRate, RefusalBurst: c.RefusalBurst}
 }
 
 func (c *config) admins() (map[string]string, error) {

@@ -18,7 +18,6 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
-	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/push"
 )
 
@@ -96,12 +95,19 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if pushRouter != nil {
 		pushSender = pushRouter
 	}
+	authLim, inboxLim, presenceLim := cfg.clientLimits()
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers, WriteTimeout: cfg.WriteTimeout,
 		Pprof: cfg.Pprof,
-		Inbox: hooks.InboxConfig{Rate: cfg.Rate, Burst: cfg.Burst},
-		Push:  push.ServiceConfig{Grace: cfg.PushGrace},
+		// Connections and HTTP (hardening): limits and timeouts.
+		MetricsAddr: cfg.MetricsAddr, ConnectTimeout: cfg.ConnectTimeout, MaxKeepalive: cfg.MaxKeepalive,
+		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnRatePerIP,
+		ConnectBurstPerIP: cfg.ConnBurstPerIP, HTTPReadTimeout: cfg.HTTPRead, HTTPReadHeaderTimeout: cfg.HTTPReadHeader,
+		HTTPIdleTimeout: cfg.HTTPIdle, HTTPMaxHeaderBytes: cfg.HTTPMaxHeader,
+		// Clients (hardening): per-connection and per-user limits.
+		Auth: authLim, Inbox: inboxLim, Presence: presenceLim,
+		Push: push.ServiceConfig{Grace: cfg.PushGrace},
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
 		Push: pushSender})
 	if err != nil {

@@ -117,6 +117,8 @@ func startParley(o *options, name, label string, postgres bool, extraEnv ...stri
 		"PARLEY_MQTT_ADDR=127.0.0.1:0", "PARLEY_WS_ADDR=127.0.0.1:0", "PARLEY_HTTP_ADDR=127.0.0.1:0",
 		"PARLEY_ADMINS=" + b.user + ":" + b.pass, "PARLEY_LIMITS_RATE=-1", "PARLEY_AUTH_BCRYPT_COST=4",
 		"PARLEY_DEBUG_PPROF=true", "PARLEY_LOG_FORMAT=json", "PARLEY_LOG_LEVEL=info",
+		// Every simulated device connects from 127.0.0.1.
+		"PARLEY_LIMITS_MAX_CONNECTIONS_PER_IP=-1", "PARLEY_LIMITS_CONNECT_RATE_PER_IP=-1",
 	}
 	if postgres {
 		db := fmt.Sprintf("parley_bench_%d_%s", time.Now().Unix(), randomSecret()[:6])

@@ -146,8 +146,21 @@ func testDeliveredReceipt(t *testing.T, o brokertest.Options) {
 		}
 		return len(receipted) >= 2
 	})
-	// Let stragglers arrive, then check nothing was reported twice.
-	time.Sleep(300 * time.Millisecond)
+	// A third message, acknowledged by both devices after the first two:
+	// once its receipt is in, a repeated receipt for the first two would
+	// have been gathered with it or before it.
+	alice.Pub(t, "u/bob", `{"cid":"c","body":{"text":"3"}}`)
+	ids = append(ids, msgs(t, alice.In.WaitN(t, 3, protocol.TypeMsg))[2].ID)
+	phone.In.WaitN(t, 3, protocol.TypeMsg)
+	laptop.In.WaitN(t, 3, protocol.TypeMsg)
+	alice.In.WaitFor(t, 10*time.Second, "the third message's receipt", func(ms []brokertest.Msg) bool {
+		for _, m := range ms {
+			if e := m.Entry(t); e["type"] == "receipt" && slices.Contains(e["ids"].([]any), any(ids[2])) {
+				return true
+			}
+		}
+		return false
+	})
 	receipted = receipted[:0]
 	for _, m := range alice.In.All() {
 		if e := m.Entry(t); e["type"] == "receipt" {
@@ -174,8 +187,11 @@ func testCatchupAfterOffline(t *testing.T, o brokertest.Options) {
 	bob.Sub(t, "u/bob", 1)
 	alice.Pub(t, "u/bob", "first")
 	bob.In.WaitN(t, 1, protocol.TypeMsg)
+	// The phone's PUBACK must have reached the server before it leaves, or
+	// catch-up rightly sends seq 1 again.
+	n.WaitCursor(t, "bob/phone", "u/bob", 1)
 	bob.Close()
-	time.Sleep(400 * time.Millisecond) // let the cursor flush (not required: catch-up would repeat, not lose)
+	n.WaitGone(t, "bob/phone")
 
 	for i := 2; i <= 6; i++ {
 		if rc := alice.Pub(t, "u/bob", fmt.Sprintf("m%d", i)); rc != 0 {
@@ -203,8 +219,9 @@ func testCatchupAfterOffline(t *testing.T, o brokertest.Options) {
 	v3.Sub(t, "u/bob", 1)
 	alice.Pub(t, "u/bob", "m8")
 	v3.In.WaitN(t, 1, protocol.TypeMsg)
+	n.WaitCursor(t, "bob/v3", "u/bob", 8)
 	v3.Disconnect(100)
-	time.Sleep(400 * time.Millisecond)
+	n.WaitGone(t, "bob/v3")
 	alice.Pub(t, "u/bob", "m9")
 	alice.Pub(t, "u/bob", "m10")
 	v3 = n.MustV3("bob", bt, "bob/v3", false)
@@ -225,8 +242,11 @@ func testCatchupAfterRestart(t *testing.T, o brokertest.Options) {
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
 	alice.Pub(t, "u/bob", "before")
 	bob.In.WaitN(t, 1, protocol.TypeMsg)
+	// The PUBACK of seq 1 must reach the server before the phone leaves;
+	// otherwise sending seq 1 again after the restart is right.
+	n.WaitCursor(t, "bob/phone", "u/bob", 1)
 	bob.Close()
-	time.Sleep(400 * time.Millisecond)
+	n.WaitGone(t, "bob/phone")
 	for i := 0; i < 3; i++ {
 		alice.Pub(t, "u/bob", fmt.Sprintf("while away %d", i))
 	}

@@ -29,10 +29,15 @@ func testResubscribeOnResumedSession(t *testing.T, o brokertest.Options) {
 		t.Fatalf("subscribing again on a resumed session: reason %#x", rc[0])
 	}
 	alice.Pub(t, "u/bob", "live")
-	got := msgs(t, bob.In.WaitN(t, 2, protocol.TypeMsg))
-	time.Sleep(100 * time.Millisecond) // a repeat would arrive now
-	if got = msgs(t, bob.In.All()); len(got) != 2 || got[0].Seq != 1 || got[1].Seq != 2 {
-		t.Fatalf("received %+v, want seqs 1, 2 once each", got)
+	bob.In.WaitN(t, 2, protocol.TypeMsg)
+	// A repeat (from a second catch-up) would come before a later live
+	// entry: deliveries to one connection keep their order.
+	alice.Pub(t, "u/bob", "barrier")
+	bob.In.WaitFor(t, 10*time.Second, "the barrier", func(ms []brokertest.Msg) bool {
+		return len(ms) > 0 && ms[len(ms)-1].Header(t).Seq == 3
+	})
+	if got := msgs(t, bob.In.All()); len(got) != 3 || got[0].Seq != 1 || got[1].Seq != 2 || got[2].Seq != 3 {
+		t.Fatalf("received %+v, want seqs 1, 2, 3 once each", got)
 	}
 }
 
@@ -49,10 +54,15 @@ func TestWillCannotSpoofInbox(t *testing.T) {
 		alice := n.MustV5("alice", at, "alice/"+strings.ReplaceAll(topic, "/", "-"), brokertest.V5Options{
 			Will: &paho.WillMessage{Topic: topic, QoS: 1, Payload: []byte(`{"from":"mallory","body":{"text":"spoof"}}`)}})
 		alice.Drop()
+		n.WaitGone(t, "alice/"+strings.ReplaceAll(topic, "/", "-"))
 	}
 	admin.In.WaitN(t, 1, "") // alice's own presence will arrives
-	time.Sleep(200 * time.Millisecond)
-	if got := bob.In.All(); len(got) != 0 {
+	// Both wills were handled (the connections are gone); a DM sent now
+	// arrives after anything they could have put in bob's inbox.
+	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
+	alice.Pub(t, "u/bob", "barrier")
+	bob.In.WaitN(t, 1, protocol.TypeMsg)
+	if got := bob.In.All(); len(got) != 1 {
 		t.Fatalf("a will reached bob's inbox: %s", got[0].Payload)
 	}
 }

@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"encoding/binary"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -61,7 +62,13 @@ func TestClientThatStopsReading(t *testing.T) {
 	if _, err := conn.Write(append(rawPacket(0x10, connect), rawPacket(0x82, sub)...)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Read the CONNACK and the SUBACK, so the subscription is in place, and
+	// nothing after them.
+	conn.SetReadDeadline(time.Now().Add(brokertest.Patience(5 * time.Second)))
+	acks := make([]byte, 4+5)
+	if _, err := io.ReadFull(conn, acks); err != nil || acks[0] != 0x20 || acks[3] != 0 || acks[4] != 0x90 || acks[8] != 1 {
+		t.Fatalf("CONNACK and SUBACK: % x, %v", acks, err)
+	}
 
 	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
 	big := `{"body":{"text":"` + strings.Repeat("x", 55<<10) + `"}}`

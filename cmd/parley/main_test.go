@@ -21,7 +21,10 @@ import (
 
 	"github.com/parleychat/parley/broker/brokertest"
 	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
+	"github.com/parleychat/parley/storage/postgres"
 	"github.com/parleychat/parley/storage/postgres/pgtest"
+	"github.com/parleychat/parley/storage/sqlite"
 )
 
 // TestMain doubles as the parley command when PARLEY_TEST_CHILD is set, so
@@ -247,20 +250,45 @@ func TestSIGTERMDrains(t *testing.T) {
 // 20 clients send; every message that got a PUBACK is stored and reaches its
 // recipient after the restart.
 func TestKill9LosesNoAcknowledgedMessage(t *testing.T) {
-	t.Run("postgres", func(t *testing.T) { testKill9(t, "PARLEY_DATABASE_URL="+pgtest.NewDatabase(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		url := pgtest.NewDatabase(t)
+		testKill9(t, "PARLEY_DATABASE_URL="+url, func(ctx context.Context) (storage.Store, error) {
+			return postgres.Open(ctx, postgres.Config{URL: url, Writers: 1}, nil)
+		})
+	})
 	t.Run("sqlite", func(t *testing.T) {
-		testKill9(t, "PARLEY_DATABASE_PATH="+filepath.Join(t.TempDir(), "parley.db"))
+		path := filepath.Join(t.TempDir(), "parley.db")
+		testKill9(t, "PARLEY_DATABASE_PATH="+path, func(ctx context.Context) (storage.Store, error) {
+			return sqlite.Open(ctx, sqlite.Config{Path: path, Readers: 1}, nil)
+		})
 	})
 }
 
-func testKill9(t *testing.T, storeEnv string) {
+func testKill9(t *testing.T, storeEnv string, open func(ctx context.Context) (storage.Store, error)) {
 	c := startChild(t, storeEnv)
 	n := c.node(t)
 	bt := n.User("bob")
 	bob := n.MustV5("bob", bt, "bob/phone", brokertest.V5Options{SessionExpiry: 3600})
 	bob.Sub(t, "u/bob", 1)
 	bob.Close()
-	time.Sleep(400 * time.Millisecond) // bob's new-device cursor is flushed
+	// The new device's cursor (at the inbox's end) must be in the store
+	// before the crash, or after it the device would be new again and
+	// start at the end: wait for it in the store itself.
+	ctx, cancel := context.WithTimeout(context.Background(), brokertest.Patience(10*time.Second))
+	defer cancel()
+	st, err := open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := st.GetCursor(ctx, "bob/phone", "u/bob"); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			t.Fatalf("bob's cursor never reached the store: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	st.Close()
 
 	const senders = 20
 	var mu sync.Mutex
@@ -289,7 +317,18 @@ func testKill9(t *testing.T, storeEnv string) {
 			}
 		}()
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// Kill it in the middle of the traffic: once some hundreds of messages
+	// are acknowledged (the senders go on until the process is gone).
+	deadline := time.Now().Add(brokertest.Patience(10 * time.Second))
+	for {
+		mu.Lock()
+		k := len(acked)
+		mu.Unlock()
+		if k >= 200 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

@@ -571,7 +571,12 @@ func (h *Inbox) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // disconnects subscribers whose unacknowledged deliveries overflow.
 func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 	if cl.Closed() {
-		return false
+		// A persistent session that is away keeps what is published on
+		// plain topics (administrators' MQTT) for when it returns, as MQTT
+		// requires [MQTT-3.1.2-5]; inbox entries come from the store
+		// instead, and presence from its retained state.
+		t, ok := protocol.ParseTopic(topic)
+		return ok && t.Kind == protocol.KindOther && !strings.HasPrefix(topic, "$")
 	}
 	if !isInboxTopic(topic) {
 		return true

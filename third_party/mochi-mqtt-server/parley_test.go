@@ -3,6 +3,7 @@ package mqtt
 import (
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,37 @@ func TestV3ConnackCode(t *testing.T) {
 		if got := packets.V3ConnackCode(c.in); got.Code != c.want.Code {
 			t.Errorf("%s: %#x -> %#x, want %#x", name, c.in.Code, got.Code, c.want.Code)
 		}
+	}
+}
+
+// Parley patch 7: CONNACK announces Maximum Packet Size and Topic Alias
+// Maximum to MQTT 5 clients.
+func TestConnackAnnouncesLimits(t *testing.T) {
+	s := newServer()
+	s.Options.Capabilities.MaximumPacketSize = 81920
+	s.Options.Capabilities.TopicAliasMaximum = 16
+	cl, r, w := newTestClient()
+	cl.Properties.ProtocolVersion = 5
+	defer cl.Stop(errClientStop)
+	go func() {
+		if err := s.SendConnack(cl, packets.CodeSuccess, false, nil); err != nil {
+			t.Error(err)
+		}
+		w.Close()
+	}()
+	fh := new(packets.FixedHeader)
+	buf, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Decode(buf[0]); err != nil || fh.Type != packets.Connack {
+		t.Fatalf("not a CONNACK: % x", buf)
+	}
+	pk := packets.Packet{ProtocolVersion: 5, FixedHeader: *fh}
+	if err := pk.ConnackDecode(buf[2:]); err != nil {
+		t.Fatal(err)
+	}
+	if pk.Properties.MaximumPacketSize != 81920 || pk.Properties.TopicAliasMaximum != 16 {
+		t.Fatalf("CONNACK properties %+v, want Maximum Packet Size 81920 and Topic Alias Maximum 16", pk.Properties)
 	}
 }

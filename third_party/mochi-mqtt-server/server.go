@@ -656,6 +656,17 @@ func (s *Server) SendConnack(cl *Client, reason packets.Code, present bool, prop
 		properties.AssignedClientID = cl.Properties.Props.AssignedClientID // [MQTT-3.1.3-7] [MQTT-3.2.2-16]
 	}
 
+	// Parley patch 7: announce the limits the server enforces, so that a
+	// client does not find them out by being disconnected (3.2.2.3.6,
+	// 3.2.2.3.8): the Maximum Packet Size it may send and the Topic Alias
+	// Maximum it may use.
+	if s.Options.Capabilities.MaximumPacketSize > 0 {
+		properties.MaximumPacketSize = s.Options.Capabilities.MaximumPacketSize
+	}
+	if s.Options.Capabilities.TopicAliasMaximum > 0 {
+		properties.TopicAliasMaximum = s.Options.Capabilities.TopicAliasMaximum
+	}
+
 	if cl.Properties.Props.SessionExpiryInterval > s.Options.Capabilities.MaximumSessionExpiryInterval {
 		properties.SessionExpiryInterval = s.Options.Capabilities.MaximumSessionExpiryInterval
 		properties.SessionExpiryIntervalFlag = true

@@ -564,6 +564,8 @@ func TestEstablishConnectionAckFailure(t *testing.T) {
 
 func TestEstablishConnectionReadError(t *testing.T) {
 	s := newServer()
+	// The expected CONNACKs predate Parley patch 7 (limits announced).
+	s.Options.Capabilities.TopicAliasMaximum = 0
 	defer s.Close()
 
 	r, w := net.Pipe()
@@ -1082,6 +1084,8 @@ func TestServerEstablishConnectionOnConnectError(t *testing.T) {
 
 func TestServerSendConnack(t *testing.T) {
 	s := newServer()
+	// The expected CONNACKs predate Parley patch 7 (limits announced).
+	s.Options.Capabilities.TopicAliasMaximum = 0
 	cl, r, w := newTestClient()
 	cl.Properties.ProtocolVersion = 5
 	s.Options.Capabilities.MaximumQos = 1
@@ -1116,6 +1120,8 @@ func TestServerSendConnackFailureReason(t *testing.T) {
 
 func TestServerSendConnackWithServerKeepalive(t *testing.T) {
 	s := newServer()
+	// The expected CONNACKs predate Parley patch 7 (limits announced).
+	s.Options.Capabilities.TopicAliasMaximum = 0
 	cl, r, w := newTestClient()
 	cl.Properties.ProtocolVersion = 5
 	cl.State.Keepalive = 10
@@ -1195,6 +1201,8 @@ func TestServerValidateConnect(t *testing.T) {
 
 func TestServerSendConnackAdjustedExpiryInterval(t *testing.T) {
 	s := newServer()
+	// The expected CONNACKs predate Parley patch 7 (limits announced).
+	s.Options.Capabilities.TopicAliasMaximum = 0
 	cl, r, w := newTestClient()
 	cl.Properties.ProtocolVersion = 5
 	cl.Properties.Props.SessionExpiryInterval = uint32(300)

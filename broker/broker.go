@@ -113,9 +113,13 @@ type Config struct {
 	// Push tunes the push service (grace period, workers); used when
 	// Deps.Push is set.
 	Push push.ServiceConfig
+	// Maintenance prunes expired tokens, old idempotency keys and the
+	// cursors of devices gone for good.
+	Maintenance MaintenanceConfig
 }
 
 func (c *Config) setDefaults() {
+	c.Maintenance.setDefaults()
 	if c.MQTTAddr == "" {
 		c.MQTTAddr = ":1883"
 	}
@@ -216,6 +220,7 @@ type Server struct {
 	presence *hooks.Presence
 	api      *api.API
 	push     *push.Service // nil when push is off
+	maint    *maintainer
 	http     *http.Server
 	reg      *prometheus.Registry
 	// metricsHTTP serves /metrics and /debug/pprof/ on Config.MetricsAddr;
@@ -310,7 +315,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg,
 		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
-		ips: newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP)}
+		ips:   newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
+		maint: newMaintainer(cfg.Maintenance, d.Store, reg, log.With("component", "maintenance"))}
 	var pushAPI api.PushStore
 	if pushSvc != nil {
 		pushAPI = d.Store
@@ -446,6 +452,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("broker: %w", err)
 	}
 	s.inbox.Start()
+	s.maint.Start()
 	s.presence.Start()
 	if s.push != nil {
 		s.push.Start(context.WithoutCancel(ctx))
@@ -514,6 +521,7 @@ func (s *Server) Close() error {
 		}
 		<-s.metricsDone
 		s.mqtt.Close()
+		s.maint.Close()
 		s.inbox.Close()
 		s.presence.Close()
 		if s.push != nil {

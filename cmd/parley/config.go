@@ -78,6 +78,9 @@ type config struct {
 	PushFCMProject string        `key:"push.fcm.project_id" default:"" help:"Firebase project id (default: the credentials' project)"`
 	PushLog        bool          `key:"push.log" default:"false" help:"development: log notifications instead of sending them (every platform not configured above)"`
 	PushGrace      time.Duration `key:"push.grace" default:"3s" help:"wait before pushing, so that users who reconnect get no push"`
+	MaintInterval  time.Duration `key:"maintenance.interval" default:"1h" help:"how often expired tokens, old idempotency keys and abandoned cursors are pruned (negative: never)"`
+	MaintDedupAge  time.Duration `key:"maintenance.dedup_age" default:"720h" help:"how long a message's cid is remembered: a retry older than that is stored again"`
+	MaintCursorAge time.Duration `key:"maintenance.cursor_age" default:"2160h" help:"cursors of a device that acknowledged nothing for this long are deleted (above mqtt.max_session_expiry)"`
 	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.metrics_addr (http.addr when empty), for measuring (keep it private)"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
@@ -273,6 +276,12 @@ func applyYAML(ss []setting, b []byte) error {
 
 func (c *config) validate() error {
 	var errs []error
+	if c.MaintDedupAge < time.Hour {
+		errs = append(errs, fmt.Errorf("maintenance.dedup_age must be at least 1h"))
+	}
+	if c.MaintCursorAge <= c.MaxSessionExp {
+		errs = append(errs, fmt.Errorf("maintenance.cursor_age (%v) must be longer than mqtt.max_session_expiry (%v)", c.MaintCursorAge, c.MaxSessionExp))
+	}
 	if c.MaxPayload < 256 || c.MaxPayload > 16<<20 {
 		errs = append(errs, fmt.Errorf("limits.max_payload must be 256 to 16777216 bytes"))
 	}

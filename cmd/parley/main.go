@@ -108,6 +108,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		// Clients (hardening): per-connection and per-user limits.
 		Auth: authLim, Inbox: inboxLim, Presence: presenceLim,
 		Push: push.ServiceConfig{Grace: cfg.PushGrace},
+		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
+			CursorAge: cfg.MaintCursorAge},
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
 		Push: pushSender})
 	if err != nil {

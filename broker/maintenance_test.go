@@ -1,0 +1,53 @@
+package broker_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/parleychat/parley/broker/brokertest"
+)
+
+// TestMaintenancePrunesIdempotencyKeys: the node prunes idempotency keys
+// older than maintenance.dedup_age, so a retry after that is a new message,
+// and says so in /metrics. (The store's Prune itself is tested by the
+// storetest contract on both stores.)
+func TestMaintenancePrunesIdempotencyKeys(t *testing.T) {
+	for _, kind := range brokertest.Stores {
+		t.Run(kind, func(t *testing.T) {
+			cfg := brokertestConfig()
+			cfg.Maintenance.Interval = 20 * time.Millisecond
+			cfg.Maintenance.DedupAge = time.Millisecond
+			n := brokertest.Start(t, brokertest.Options{Store: kind, Config: cfg})
+			n.User("bob")
+			alice := n.MustV5("alice", n.User("alice"), "alice", brokertest.V5Options{})
+			msg := `{"cid":"c-1","body":{"text":"hello"}}`
+			if rc := alice.Pub(t, "u/bob", msg); rc != 0 {
+				t.Fatalf("PUBACK %#x", rc)
+			}
+			deadline := time.Now().Add(brokertest.Patience(5 * time.Second))
+			for {
+				if rc := alice.Pub(t, "u/bob", msg); rc != 0 {
+					t.Fatalf("PUBACK %#x", rc)
+				}
+				last, err := n.Store.LastSeq(brokertest.Ctx(t, 5*time.Second), "u/bob")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if last == 2 {
+					break // the key was pruned: the retry is stored anew
+				}
+				if last != 1 || time.Now().After(deadline) {
+					t.Fatalf("u/bob at seq %d", last)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			// The prune that deleted the key counts it once it is done.
+			for counterValue(t, n, "parley_pruned_rows_total") < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("parley_pruned_rows_total stayed 0")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -1,6 +1,8 @@
 package hooks
 
 import (
+	"time"
+
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -41,18 +43,20 @@ func (h *Inbox) trackSession(sess *session) (victim string) {
 	if h.cfg.MaxSessionsPerUser < 0 || len(m) <= h.cfg.MaxSessionsPerUser {
 		return ""
 	}
-	var oldest int64
+	var oldest time.Time
 	for id, s := range m {
 		if s == sess {
 			continue
 		}
 		s.mu.Lock()
-		cl := s.cl
+		cl, t := s.cl, s.stopped
 		s.mu.Unlock()
 		if cl == nil || !cl.Closed() {
 			continue
 		}
-		if t := cl.StopTime(); victim == "" || t < oldest {
+		// Ties (never seen: the clock has nanoseconds) go to the smaller
+		// id, so that the choice does not depend on map order.
+		if victim == "" || t.Before(oldest) || (t.Equal(oldest) && id < victim) {
 			victim, oldest = id, t
 		}
 	}

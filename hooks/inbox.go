@@ -238,6 +238,7 @@ type session struct {
 	clobbered  *packets.Packet // an outbound delivery mochi drops for the client's publish (OnPacketRead)
 	strikes    strikes         // refusals for rate (RateStrikes); reset by each connection
 	trackedAs  string          // the user whose persistent sessions count it (guarded by Inbox.persistMu)
+	stopped    time.Time       // when its connection last ended (guarded by mu): mochi's StopTime has whole seconds
 
 	mu         sync.Mutex // guards the fields below
 	cl         *mqtt.Client
@@ -462,6 +463,7 @@ func (h *Inbox) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		return
 	}
 	sess.inflight = map[uint16]protocol.Header{}
+	sess.stopped = h.now()
 	close(sess.ackWait) // wake catch-ups so they see the client is gone
 	sess.ackWait = make(chan struct{})
 	sess.mu.Unlock()

@@ -409,16 +409,13 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 
 // OnSessionEstablished starts catch-up of the inherited subscriptions.
 //
-// It also turns off mochi's send quota (the client's Receive Maximum) for
-// the connection: with a quota, mochi's read loop calls
-// Inflight.NextImmediate after each packet, which takes the inflight read
-// lock twice (NextImmediate, then GetAll); a delivery from another
-// goroutine waiting for the write lock in between deadlocks the client and
-// every publisher fanning out to it (mochi v2.7.9). MQTT 3.1.1 clients run
-// without a quota already. Parley bounds what a subscriber may leave
-// unacknowledged itself (InboxConfig.MaxInflight, CatchupWindow).
+// mochi's send quota (the client's Receive Maximum) stays on: it holds
+// deliveries on plain topics back until the client's PUBACKs make room, in
+// the order they came (third_party patches 4, 10 and 11 removed the deadlock
+// and the reordering that once made Parley turn it off). Inbox entries
+// never wait in it: a full window switches the subscription to catch-up
+// from the store (overReceiveMaximum).
 func (h *Inbox) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
-	cl.State.Inflight.ResetSendQuota(0)
 	sess := h.session(cl)
 	if sess == nil {
 		return
@@ -594,7 +591,10 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 		if g != nil && !g.live.Load() {
 			// Catching up: it reads this entry from the store. (Checked
 			// before the inflight window, which catch-up itself fills.)
-			return false
+			// Entries that are never stored (seq 0: typing) go live at
+			// once: catch-up cannot send them.
+			cur := h.deliveryShard(topic).current.Load()
+			return cur != nil && cur.inbox == topic && cur.seq == 0
 		}
 		if g != nil {
 			// Live, but a catch-up that just finished may have sent this
@@ -604,11 +604,56 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 				return false
 			}
 		}
+		if h.overReceiveMaximum(sess, cl, topic) {
+			return false
+		}
 	}
 	if cl.State.Inflight.Len() >= h.cfg.MaxInflight {
 		h.slowConsumer(cl, "inflight window full")
 		return false
 	}
+	return true
+}
+
+// overReceiveMaximum honours an MQTT 5 client's Receive Maximum for live
+// inbox deliveries [MQTT-3.3.4-9]: when as many QoS 1 deliveries as it
+// announced await its PUBACKs, the entry being fanned out is not sent now.
+// The subscription switches to catch-up from that entry on: catch-up sends
+// from the store as PUBACKs free the window (it keeps to the Receive
+// Maximum), then goes live again with the usual exactly-once hand-over.
+// So a client that asks for a small window gets every entry, in order, at
+// its own pace, and nothing waits in memory. (mochi's own send quota would
+// hold the entries in its inflight map and resend them ordered by whole
+// seconds; Parley keeps it off, see OnSessionEstablished.) Runs in deliver,
+// under the inbox's delivery lock.
+func (h *Inbox) overReceiveMaximum(sess *session, cl *mqtt.Client, topic string) bool {
+	rm := int(cl.Properties.Props.ReceiveMaximum)
+	if cl.Properties.ProtocolVersion != 5 || rm == 0 || sess.admin || cl.State.Inflight.Len() < rm {
+		return false
+	}
+	cur := h.deliveryShard(topic).current.Load()
+	if cur == nil || cur.inbox != topic || cur.seq == 0 {
+		return false // QoS 0 (typing): not counted by the window
+	}
+	sub, ok := cl.State.Subscriptions.Get(topic)
+	if !ok || sub.Qos == 0 {
+		return false
+	}
+	sess.mu.Lock()
+	if sess.cl != cl {
+		sess.mu.Unlock()
+		return false
+	}
+	if sess.cursors[topic] == nil {
+		// A session without cursors (clean, or new to this inbox): catch-up
+		// starts from what it was sent live, not from the inbox's end.
+		sess.cursors[topic] = &watermark{w: cur.seq - 1}
+	}
+	sess.mu.Unlock()
+	g := h.openGate(sess, cl, topic, sub.Qos)
+	g.resumeAfter = max(g.resumeAfter, cur.seq-1)
+	h.metrics.Deferred.Inc()
+	h.startCatchup(g)
 	return true
 }
 

@@ -14,6 +14,7 @@ type Metrics struct {
 	Receipts       prometheus.Counter     // delivered receipts stored
 	ReceiptsLost   prometheus.Counter     // receipt events dropped because the queue was full
 	SlowConsumers  prometheus.Counter     // subscribers disconnected because their queue overflowed
+	Deferred       prometheus.Counter     // live deliveries switched to catch-up by a full Receive Maximum
 	CursorErrors   prometheus.Counter     // failed cursor flushes
 
 	RateWaits        prometheus.Counter // publishes held back on their client's goroutine by a rate limit
@@ -46,6 +47,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Acknowledgements that produced no receipt because the receipt queue was full."}),
 		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_slow_consumers_disconnected_total",
 			Help: "Subscribers disconnected because their outbound queue or inflight window overflowed."}),
+		Deferred: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_deliveries_deferred_total",
+			Help: "Live deliveries held back because the subscriber's Receive Maximum was reached; catch-up sends them as it acknowledges."}),
 		CursorErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cursor_flush_errors_total",
 			Help: "Failed writes of delivery cursors (retried)."}),
 		RateWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_publish_rate_waits_total",
@@ -60,7 +63,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted)
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred)
 	}
 	return m
 }

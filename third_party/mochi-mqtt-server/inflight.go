@@ -20,6 +20,11 @@ type Inflight struct {
 	sendQuota           int32                     // remaining outbound qos quota for flow control
 	maximumReceiveQuota int32                     // maximum allowed receive quota
 	maximumSendQuota    int32                     // maximum allowed send quota
+	// Parley patch 10: the order packets entered the map, so that GetAll
+	// (resends, and packets held back by the send quota) keeps it; it
+	// sorted by whole seconds, with an unstable sort.
+	order map[uint16]uint64
+	added uint64
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
@@ -36,6 +41,13 @@ func (i *Inflight) Set(m packets.Packet) bool {
 
 	_, ok := i.internal[m.PacketID]
 	i.internal[m.PacketID] = m
+	if !ok {
+		if i.order == nil {
+			i.order = map[uint16]uint64{}
+		}
+		i.added++
+		i.order[m.PacketID] = i.added
+	}
 	return !ok
 }
 
@@ -67,6 +79,10 @@ func (i *Inflight) Clone() *Inflight {
 	for k, v := range i.internal {
 		c.internal[k] = v
 	}
+	c.order, c.added = make(map[uint16]uint64, len(i.order)), i.added
+	for k, v := range i.order {
+		c.order[k] = v
+	}
 	return c
 }
 
@@ -82,8 +98,8 @@ func (i *Inflight) GetAll(immediate bool) []packets.Packet {
 		}
 	}
 
-	sort.Slice(m, func(i, j int) bool {
-		return uint16(m[i].Created) < uint16(m[j].Created)
+	sort.Slice(m, func(a, b int) bool {
+		return i.order[m[a].PacketID] < i.order[m[b].PacketID]
 	})
 
 	return m
@@ -110,6 +126,7 @@ func (i *Inflight) Delete(id uint16) bool {
 
 	_, ok := i.internal[id]
 	delete(i.internal, id)
+	delete(i.order, id)
 
 	return ok
 }

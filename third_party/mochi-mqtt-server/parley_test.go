@@ -153,3 +153,37 @@ func TestConnackAnnouncesLimits(t *testing.T) {
 		t.Fatalf("CONNACK properties %+v, want Maximum Packet Size 81920 and Topic Alias Maximum 16", pk.Properties)
 	}
 }
+
+// Parley patch 9: an alias the client never set resolves to no topic and
+// is not stored as one.
+func TestInboundAliasUnknown(t *testing.T) {
+	a := NewInboundTopicAliases(16)
+	if got := a.Set(1, ""); got != "" {
+		t.Fatalf("unknown alias resolved to %q", got)
+	}
+	if got := a.Set(1, "a/b"); got != "a/b" {
+		t.Fatalf("setting alias 1: %q", got)
+	}
+	if got := a.Set(1, ""); got != "a/b" {
+		t.Fatalf("alias 1 after setting it: %q", got)
+	}
+}
+
+// Parley patch 10: GetAll returns packets in the order they entered,
+// whatever their packet ids and however many share a second.
+func TestInflightKeepsOrder(t *testing.T) {
+	in := NewInflights()
+	ids := []uint16{500, 3, 65000, 7, 42}
+	for _, id := range ids {
+		in.Set(packets.Packet{PacketID: id, Created: 1700000000, Expiry: -1})
+	}
+	in.Set(packets.Packet{PacketID: 3, Created: 1700000000, Expiry: -1}) // an update keeps its place
+	for n, pk := range in.GetAll(true) {
+		if pk.PacketID != ids[n] {
+			t.Fatalf("GetAll[%d] = %d, want %d (order %v)", n, pk.PacketID, ids[n], ids)
+		}
+	}
+	if next, ok := in.NextImmediate(); !ok || next.PacketID != 500 {
+		t.Fatalf("NextImmediate = %d, want 500", next.PacketID)
+	}
+}

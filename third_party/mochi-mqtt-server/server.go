@@ -741,10 +741,14 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
 		next, ok := cl.State.Inflight.NextImmediate()
 		if ok {
+			// Parley patch 11: the packet held back by the quota is now in
+			// flight, awaiting its PUBACK like any other; deleting it (as
+			// before) made that PUBACK unknown, so the quota never grew
+			// again and the client received nothing more, and the packet
+			// was not resent after a reconnect.
+			next.Expiry = 0
 			_ = cl.WritePacket(next)
-			if ok := cl.State.Inflight.Delete(next.PacketID); ok {
-				atomic.AddInt64(&s.Info.Inflight, -1)
-			}
+			cl.State.Inflight.Set(next)
 			cl.State.Inflight.DecreaseSendQuota()
 		}
 	}
@@ -926,6 +930,9 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	if pk.Properties.TopicAliasFlag && pk.Properties.TopicAlias > 0 { // [MQTT-3.3.2-11]
 		pk.TopicName = cl.State.TopicAliases.Inbound.Set(pk.Properties.TopicAlias, pk.TopicName)
+		if pk.TopicName == "" { // Parley patch 9: an unknown alias and no topic
+			return packets.ErrProtocolViolationNoTopic
+		}
 	}
 
 	if pk.FixedHeader.Qos > s.Options.Capabilities.MaximumQos {

@@ -1518,7 +1518,10 @@ func TestServerProcessPacketAndNextImmediate(t *testing.T) {
 	buf, err := io.ReadAll(r)
 	require.NoError(t, err)
 	require.Equal(t, packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).RawBytes, buf)
-	require.Equal(t, int64(0), atomic.LoadInt64(&s.Info.Inflight))
+	// Parley patch 11: the packet sent is in flight until its PUBACK.
+	require.Equal(t, int64(1), atomic.LoadInt64(&s.Info.Inflight))
+	_, stillInflight := cl.State.Inflight.Get(next.PacketID)
+	require.True(t, stillInflight)
 	require.Equal(t, int32(4), cl.State.Inflight.sendQuota)
 }
 

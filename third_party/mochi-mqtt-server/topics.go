@@ -58,6 +58,12 @@ func (a *InboundTopicAliases) Set(id uint16, topic string) string {
 	if existing, ok := a.internal[id]; ok && topic == "" {
 		return existing
 	}
+	if topic == "" {
+		// Parley patch 9: an alias the client never set, with no topic,
+		// resolves to nothing (and is not stored as the empty topic);
+		// processPublish refuses the publish as a protocol error.
+		return ""
+	}
 
 	a.internal[id] = topic
 	return topic

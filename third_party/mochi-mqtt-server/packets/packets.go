@@ -963,6 +963,14 @@ func (pk *Packet) SubscribeDecode(buf []byte) error {
 			if err != nil {
 				return ErrMalformedQos
 			}
+			// Parley patch 8: reserved bits set make the packet malformed
+			// [MQTT-3.8.3-5]; Retain Handling 3 is a protocol error.
+			if option&0xc0 != 0 {
+				return ErrMalformedPacket
+			}
+			if option>>4&3 == 3 {
+				return ErrProtocolViolation
+			}
 			sub.decode(option)
 		} else {
 			option, offset, err = decodeByte(buf, offset)
@@ -994,6 +1002,12 @@ func (pk *Packet) SubscribeValidate() Code {
 
 	if len(pk.Filters) == 0 {
 		return ErrProtocolViolationNoFilters // [MQTT-3.10.3-2]
+	}
+
+	// Parley patch 8: a Subscription Identifier of 0 is a protocol error
+	// (3.8.2.1.2).
+	if len(pk.Properties.SubscriptionIdentifier) > 0 && pk.Properties.SubscriptionIdentifier[0] == 0 {
+		return ErrProtocolViolation
 	}
 
 	for _, v := range pk.Filters {

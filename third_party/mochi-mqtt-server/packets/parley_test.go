@@ -93,3 +93,28 @@ func TestDecodeTruncatedNeverPanics(t *testing.T) {
 		}
 	}
 }
+
+// Parley patch 8: SUBSCRIBE options with reserved bits are malformed,
+// Retain Handling 3 and Subscription Identifier 0 are protocol errors.
+func TestSubscribeOptionsChecked(t *testing.T) {
+	for name, c := range map[string]struct {
+		body []byte
+		want Code
+	}{
+		"reserved bits":     {[]byte{0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0xc1}, ErrMalformedPacket},
+		"retain handling 3": {[]byte{0x00, 0x01, 0x00, 0x00, 0x01, 'a', 0x31}, ErrProtocolViolation},
+	} {
+		pk := &Packet{ProtocolVersion: 5, FixedHeader: FixedHeader{Type: Subscribe, Qos: 1}}
+		if err := pk.SubscribeDecode(c.body); !errors.Is(err, c.want) {
+			t.Errorf("%s: err = %v, want %v", name, err, c.want)
+		}
+	}
+	pk := &Packet{ProtocolVersion: 5, FixedHeader: FixedHeader{Type: Subscribe, Qos: 1}}
+	// Properties: Subscription Identifier (0x0b) = 0.
+	if err := pk.SubscribeDecode([]byte{0x00, 0x01, 0x02, 0x0b, 0x00, 0x00, 0x01, 'a', 0x01}); err != nil {
+		t.Fatal(err)
+	}
+	if code := pk.SubscribeValidate(); code != ErrProtocolViolation {
+		t.Fatalf("subscription identifier 0: %v, want %v", code, ErrProtocolViolation)
+	}
+}

@@ -103,8 +103,12 @@ func Start(t testing.TB, o Options) *Node {
 	}
 	if o.OpenStore == nil {
 		o.OpenStore = func(t testing.TB, url string) storage.Store {
-			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, OpTimeout: 3 * time.Second,
-				ConnectTimeout: time.Second, PushJobs: o.Push != nil}, logger("store"))
+			// Timeouts scaled like every deadline here: on a loaded machine
+			// (another test run's CREATE and DROP DATABASE checkpoints) one
+			// statement can take seconds, and a store that gives up fails
+			// the publish (0x80) rather than the test's assertion.
+			s, err := postgres.Open(context.Background(), postgres.Config{URL: url, OpTimeout: Patience(3 * time.Second),
+				ConnectTimeout: Patience(time.Second), PushJobs: o.Push != nil}, logger("store"))
 			if err != nil {
 				t.Fatalf("open store: %v", err)
 			}
@@ -119,6 +123,9 @@ func Start(t testing.TB, o Options) *Node {
 	}
 	cfg := o.Config
 	cfg.MQTTAddr, cfg.WSAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if cfg.Inbox.StoreTimeout == 0 {
+		cfg.Inbox.StoreTimeout = Patience(5 * time.Second)
+	}
 	if cfg.Inbox.Rate == 0 {
 		cfg.Inbox.Rate = -1
 	}

@@ -218,6 +218,15 @@ func (c *V5) Pub(t testing.TB, topic, payload string) byte {
 	if pr == nil {
 		must(t, err, "publish to %s", topic)
 	}
+	if pr.ReasonCode >= 0x80 {
+		// Tests of refusals check the code; for the others this line says
+		// why a message that was waited for never came.
+		reason := ""
+		if pr.Properties != nil {
+			reason = pr.Properties.ReasonString
+		}
+		t.Logf("PUBACK %#x %q for a publish to %s", pr.ReasonCode, reason, topic)
+	}
 	return pr.ReasonCode
 }
 

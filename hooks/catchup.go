@@ -83,10 +83,11 @@ func (h *Inbox) startCatchup(g *gate) {
 // in order, then lets live deliveries through. It reports whether it went
 // live.
 func (h *Inbox) catchup(g *gate) bool {
-	after, ok := h.startingPoint(g)
+	after, fromEnd, ok := h.startingPoint(g)
 	if !ok {
 		return false
 	}
+	g.start, g.fromEnd = after, fromEnd
 	h.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
 	// Everything up to the starting point is the device's already (its
 	// cursor, or where a superseded catch-up got to): a late live delivery
@@ -124,6 +125,19 @@ func (h *Inbox) catchup(g *gate) bool {
 		dl := &h.deliveryShard(g.inbox).mu
 		dl.Lock()
 		h.regMu.Lock()
+		if g.fromEnd && g.first > 0 && g.first-1 < g.start {
+			// A device new to the inbox starts at its end, read from the
+			// store; an entry committed before that read but fanned out
+			// only after the gate opened (its publisher had not reached
+			// deliver yet) is the device's, and was held back from it:
+			// start again before it.
+			g.start, after = g.first-1, g.first-1
+			g.dirty = false
+			h.regMu.Unlock()
+			dl.Unlock()
+			h.rewindCursor(g, after)
+			continue
+		}
 		if g.dirty {
 			g.dirty = false
 			h.regMu.Unlock()
@@ -139,10 +153,25 @@ func (h *Inbox) catchup(g *gate) bool {
 	}
 }
 
+// rewindCursor lowers a new device's starting cursor to seq.
+func (h *Inbox) rewindCursor(g *gate, seq int64) {
+	sess := g.sess
+	sess.mu.Lock()
+	if wm := sess.cursors[g.inbox]; wm != nil && wm.w > seq {
+		sess.cursors[g.inbox] = &watermark{w: seq}
+	}
+	sess.mu.Unlock()
+	h.cursorMu.Lock()
+	if cur, ok := h.dirty[cursorKey{sess.id, g.inbox}]; !ok || cur > seq {
+		h.dirty[cursorKey{sess.id, g.inbox}] = seq
+	}
+	h.cursorMu.Unlock()
+}
+
 // startingPoint returns the seq after which the device needs entries: its
 // cursor in memory, else in the store; a device new to the inbox (or on a
-// clean start) starts at the inbox's end.
-func (h *Inbox) startingPoint(g *gate) (int64, bool) {
+// clean start) starts at the inbox's end (fromEnd).
+func (h *Inbox) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 	sess := g.sess
 	sess.mu.Lock()
 	wm := sess.cursors[g.inbox]
@@ -152,7 +181,7 @@ func (h *Inbox) startingPoint(g *gate) (int64, bool) {
 		sess.mu.Lock()
 		w := max(wm.w, g.resumeAfter)
 		sess.mu.Unlock()
-		return w, true
+		return w, false, true
 	}
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
@@ -162,6 +191,7 @@ func (h *Inbox) startingPoint(g *gate) (int64, bool) {
 			seq, err = h.store.GetCursor(ctx, sess.id, g.inbox)
 		}
 		if fresh || errors.Is(err, storage.ErrNotFound) {
+			fromEnd = true
 			seq, err = h.store.LastSeq(ctx, g.inbox)
 			if err == nil {
 				// Entries stored after the subscription began but before
@@ -185,14 +215,15 @@ func (h *Inbox) startingPoint(g *gate) (int64, bool) {
 			if cur := sess.cursors[g.inbox]; cur == nil {
 				sess.cursors[g.inbox] = &watermark{w: seq}
 			} else {
-				seq = cur.w
+				seq, fromEnd = cur.w, false
 			}
 			sess.mu.Unlock()
-			return seq, true
+			return seq, fromEnd, true
 		}
+		fromEnd = false
 		h.log.Warn("catch-up cursor", "client", sess.id, "inbox", g.inbox, "error", err)
 		if !h.pause(g, time.Second) {
-			return 0, false
+			return 0, false, false
 		}
 	}
 }

@@ -265,6 +265,11 @@ type gate struct {
 	// superseded catch-up on the same connection had got to.
 	sent        atomic.Int64
 	resumeAfter int64
+	// start is where the catch-up began, fromEnd whether that was the
+	// inbox's end (a device new to it) rather than its cursor. Written by
+	// the catch-up before it goes live, read by AllowDelivery after.
+	start   int64
+	fromEnd bool
 }
 
 type cursorKey struct{ client, inbox string }
@@ -600,7 +605,12 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 			// Live, but a catch-up that just finished may have sent this
 			// entry already (it was stored before the catch-up read, and
 			// is fanned out only now).
-			if cur := h.deliveryShard(topic).current.Load(); cur != nil && cur.inbox == topic && cur.seq != 0 && cur.seq <= g.sent.Load() {
+			// For a device new to the inbox, an entry at or below its
+			// starting point was not sent by the catch-up: committed before
+			// the start was read, it reaches deliver only now, and is the
+			// device's.
+			if cur := h.deliveryShard(topic).current.Load(); cur != nil && cur.inbox == topic && cur.seq != 0 && cur.seq <= g.sent.Load() &&
+				(!g.fromEnd || cur.seq > g.start) {
 				return false
 			}
 		}

@@ -153,6 +153,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnauthorized, "bad credentials")
 	case errors.Is(err, storage.ErrNotFound):
 		writeError(w, http.StatusNotFound, "not found")
+	case errors.Is(err, storage.ErrInvalid):
+		// Input the store cannot hold (a NUL, an over-long key) that the
+		// handler's own checks let through: the client's to fix.
+		writeError(w, http.StatusBadRequest, "invalid input")
 	case errors.Is(err, storage.ErrUnavailable):
 		writeError(w, http.StatusServiceUnavailable, "store unavailable, try again")
 	default:

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -23,8 +24,9 @@ type PushStore interface {
 }
 
 // maxPushToken bounds a device token (APNs tokens are 64 hex digits today,
-// FCM tokens about 160 characters).
-const maxPushToken = 4096
+// FCM registration tokens about 160 characters): the store indexes tokens,
+// and holds keys of at most storage.MaxKeyBytes.
+const maxPushToken = storage.MaxKeyBytes
 
 func (a *API) registerPush() {
 	if a.cfg.Push == nil {
@@ -62,8 +64,11 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, user string) {
 	case b.Platform != "apns" && b.Platform != "fcm":
 		writeError(w, http.StatusBadRequest, "platform must be apns or fcm")
 		return
-	case b.Token == "" || len(b.Token) > maxPushToken:
+	case b.Token == "":
 		writeError(w, http.StatusBadRequest, "token is required")
+		return
+	case len(b.Token) > maxPushToken:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("token is longer than %d bytes", maxPushToken))
 		return
 	case b.Environment != "" && b.Environment != "production" && b.Environment != "sandbox":
 		writeError(w, http.StatusBadRequest, "environment must be production or sandbox")

@@ -414,3 +414,29 @@ func testPushDevicesHTTP(t *testing.T, o brokertest.Options) {
 		t.Fatalf("bob still has %+v", out.Devices)
 	}
 }
+
+func TestPushTokenBounds(t *testing.T) { forEachStore(t, testPushTokenBounds) }
+
+// testPushTokenBounds: a device token the store cannot index (4,096
+// characters used to give a 500) or holding a NUL is refused with 400 and
+// a reason, and the user's good registrations are unaffected.
+func testPushTokenBounds(t *testing.T, o brokertest.Options) {
+	r := startPush(t, o, time.Second)
+	n := r.n
+	bt := n.User("bob")
+	for name, token := range map[string]string{
+		"4,096 characters": strings.Repeat("a", 4096),
+		"a NUL":            "abc\x00def",
+	} {
+		body := map[string]string{"platform": "fcm", "token": token, "device": "phone"}
+		var out struct{ Error string }
+		if code := n.HTTPDo("POST", "/v1/devices", bt, body, &out); code != http.StatusBadRequest || out.Error == "" {
+			t.Fatalf("%s: status %d %q, want 400 with a reason", name, code, out.Error)
+		}
+	}
+	register(t, n, bt, "fcm", "good-token")
+	var list struct{ Devices []map[string]any }
+	if code := n.HTTPDo("GET", "/v1/devices", bt, nil, &list); code != http.StatusOK || len(list.Devices) != 1 {
+		t.Fatalf("devices after the refusals: status %d, %v", code, list.Devices)
+	}
+}

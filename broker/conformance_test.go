@@ -78,7 +78,7 @@ func TestPersistentSessionKeepsPlainTopics(t *testing.T) {
 		w.Sub(t, filter, 1)
 		w.Close()
 		n.WaitGone(t, id)
-		before := gaugeValue(t, n, "parley_mqtt_inflight")
+		before := metricValueOf(t, n, "parley_mqtt_inflight")
 		pub := n.MustV5(brokertest.Admin, brokertest.AdminPassword, "pub", brokertest.V5Options{})
 		if _, err := pub.Publish(brokertest.Ctx(t, 10*time.Second), &paho.Publish{Topic: "sensors/t1", QoS: 1, Payload: []byte("21.5")}); err != nil {
 			t.Fatal(err)
@@ -90,7 +90,7 @@ func TestPersistentSessionKeepsPlainTopics(t *testing.T) {
 		// store). The session must hold the message before it returns:
 		// every away session so far (k+1) has it in flight.
 		deadline := time.Now().Add(brokertest.Patience(5 * time.Second))
-		for gaugeValue(t, n, "parley_mqtt_inflight") < before+float64(k+1) {
+		for metricValueOf(t, n, "parley_mqtt_inflight") < before+float64(k+1) {
 			if time.Now().After(deadline) {
 				t.Fatal("the away sessions never held the message")
 			}
@@ -250,22 +250,4 @@ func TestReceiveMaximumPlainTopics(t *testing.T) {
 			t.Fatalf("message %d is %q: want every message once, in order", i, m.Payload)
 		}
 	}
-}
-
-// gaugeValue sums the samples of a gauge in the node's registry.
-func gaugeValue(t *testing.T, n *brokertest.Node, name string) float64 {
-	t.Helper()
-	mfs, err := n.Srv.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return v
 }

@@ -259,13 +259,14 @@ func TestStuckSubscriberStallsNobody(t *testing.T) {
 	}
 	// bob was cut off as a slow consumer, long before the write timeout.
 	n.WaitGone(t, "bob/stuck")
-	if got := counterValue(t, n, "parley_slow_consumers_disconnected_total"); got < 1 {
+	if got := metricValueOf(t, n, "parley_slow_consumers_disconnected_total"); got < 1 {
 		t.Fatalf("parley_slow_consumers_disconnected_total = %v, want ≥ 1", got)
 	}
 }
 
-// counterValue sums the samples of a counter in the node's registry.
-func counterValue(t *testing.T, n *brokertest.Node, name string) float64 {
+// metricValueOf sums the samples of a counter or gauge in the node's
+// registry.
+func metricValueOf(t *testing.T, n *brokertest.Node, name string) float64 {
 	t.Helper()
 	mfs, err := n.Srv.Registry().Gather()
 	if err != nil {
@@ -275,7 +276,7 @@ func counterValue(t *testing.T, n *brokertest.Node, name string) float64 {
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
+				v += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}

@@ -42,7 +42,7 @@ func TestMaintenancePrunesIdempotencyKeys(t *testing.T) {
 				time.Sleep(10 * time.Millisecond)
 			}
 			// The prune that deleted the key counts it once it is done.
-			for counterValue(t, n, "parley_pruned_rows_total") < 1 {
+			for metricValueOf(t, n, "parley_pruned_rows_total") < 1 {
 				if time.Now().After(deadline) {
 					t.Fatal("parley_pruned_rows_total stayed 0")
 				}

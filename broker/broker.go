@@ -295,6 +295,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 	}
 	inbox := hooks.NewInbox(cfg.Inbox, d.Store, srv, d.Accounts.IsAdmin, m, log.With("component", "inbox"))
+	caps.MaximumSubscriptionFilters = inbox.MaxFilters()
 	presence := hooks.NewPresence(cfg.Presence, d.Store, srv, inbox, d.Accounts.IsAdmin, reg, log.With("component", "presence"))
 	authHook := hooks.NewAuth(cfg.Auth, d.Accounts, inbox, presence, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
 		log.With("component", "auth"))

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"strings"
@@ -1123,18 +1122,16 @@ func (h *Inbox) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 // here, before mochi drops it, and put back once the publish is handled
 // (restoreClobbered). Runs on the client's read goroutine.
 //
-// It also bounds what mochi would act on before any other hook sees it:
-// the filter count of a SUBSCRIBE (boundSubscribe), the session expiry a
-// DISCONNECT may set (MaxSessionExpiry: mochi applies it unchecked), and
-// the topic aliases of over-long topics, which mochi stores before
-// OnPublish refuses the publish.
+// It also bounds what mochi would act on before any other hook sees it: the
+// session expiry a DISCONNECT may set (MaxSessionExpiry: mochi applies it
+// unchecked), and the topic aliases of over-long topics, which mochi stores
+// before OnPublish refuses the publish. (The filter count of a SUBSCRIBE is
+// bounded by mochi itself: MaxFilters.)
 func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
 	switch pk.FixedHeader.Type {
-	case packets.Subscribe:
-		return h.boundSubscribe(cl, pk), nil
 	case packets.Disconnect:
 		if max := uint32(h.cfg.MaxSessionExpiry / time.Second); pk.Properties.SessionExpiryIntervalFlag && pk.Properties.SessionExpiryInterval > max {
 			pk.Properties.SessionExpiryInterval = max
@@ -1158,32 +1155,10 @@ func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	return pk, nil
 }
 
-// boundSubscribe answers a SUBSCRIBE carrying more than MaxFilters filters
-// itself: a SUBACK refusing every filter, 0x97 quota exceeded (MQTT 3.1.1:
-// 0x80), so that one packet cannot cost thousands of checks (some of them
-// store queries) and index insertions. mochi gives hooks no way to answer a
-// SUBSCRIBE, so mochi is handed an inert packet in its place: a PUBACK for
-// packet id 0, which no delivery ever uses [MQTT-2.2.1-3], and which mochi
-// ignores as unknown. Runs on the client's read goroutine.
-func (h *Inbox) boundSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if len(pk.Filters) <= h.cfg.MaxFilters {
-		return pk
-	}
-	code := packets.ErrQuotaExceeded.Code
-	if cl.Properties.ProtocolVersion < 5 {
-		code = packets.ErrUnspecifiedError.Code
-	}
-	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID,
-		ReasonCodes: bytes.Repeat([]byte{code}, len(pk.Filters))}
-	if cl.Properties.ProtocolVersion == 5 {
-		ack.Properties.ReasonString = fmt.Sprintf("at most %d filters per SUBSCRIBE", h.cfg.MaxFilters)
-	}
-	h.metrics.Refused.WithLabelValues("subscribe_filters").Inc()
-	if err := cl.WritePacket(ack); err != nil {
-		h.log.Debug("suback not sent", "client", cl.ID, "error", err)
-	}
-	return packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback, Remaining: 2}, ProtocolVersion: pk.ProtocolVersion}
-}
+// MaxFilters is the most filters one SUBSCRIBE may carry: the broker
+// refuses a larger one whole, before any hook sees it
+// (Capabilities.MaximumSubscriptionFilters, third_party patch 12).
+func (h *Inbox) MaxFilters() int { return h.cfg.MaxFilters }
 
 // saveClobbered remembers the delivery that holds packet id pid, if any.
 func (h *Inbox) saveClobbered(cl *mqtt.Client, sess *session, pid uint16) {

@@ -187,3 +187,45 @@ func TestInflightKeepsOrder(t *testing.T) {
 		t.Fatalf("NextImmediate = %d, want 500", next.PacketID)
 	}
 }
+
+// Parley patch 12: a SUBSCRIBE with more filters than the server takes is
+// refused whole, before any hook or ACL check; 3.1.1 gets 0x80.
+func TestMaximumSubscriptionFilters(t *testing.T) {
+	for _, version := range []byte{4, 5} {
+		s := newServer()
+		s.Options.Capabilities.MaximumSubscriptionFilters = 2
+		cl, r, w := newTestClient()
+		cl.Properties.ProtocolVersion = version
+		pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Subscribe, Qos: 1}, PacketID: 7, ProtocolVersion: version,
+			Filters: packets.Subscriptions{{Filter: "a"}, {Filter: "b"}, {Filter: "c"}}}
+		go func() {
+			if err := s.processSubscribe(cl, pk); err != nil {
+				t.Error(err)
+			}
+			w.Close()
+		}()
+		buf, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh := new(packets.FixedHeader)
+		if err := fh.Decode(buf[0]); err != nil || fh.Type != packets.Suback {
+			t.Fatalf("v%d: not a SUBACK: % x", version, buf)
+		}
+		ack := packets.Packet{ProtocolVersion: version, FixedHeader: *fh}
+		if err := ack.SubackDecode(buf[2:]); err != nil {
+			t.Fatal(err)
+		}
+		want := byte(0x97)
+		if version < 5 {
+			want = 0x80
+		}
+		if len(ack.ReasonCodes) != 3 || ack.ReasonCodes[0] != want || ack.ReasonCodes[2] != want {
+			t.Fatalf("v%d: SUBACK codes % x, want three %#x", version, ack.ReasonCodes, want)
+		}
+		if n := len(s.Topics.Subscribers("a").Subscriptions); n != 0 {
+			t.Fatalf("v%d: %d subscriptions made", version, n)
+		}
+		cl.Stop(errClientStop)
+	}
+}

@@ -6,6 +6,7 @@
 package mqtt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -50,6 +51,7 @@ type Capabilities struct {
 	MaximumClientWritesPending   int32           `yaml:"maximum_client_writes_pending" json:"maximum_client_writes_pending"`     // maximum number of pending message writes for a client
 	MaximumSessionExpiryInterval uint32          `yaml:"maximum_session_expiry_interval" json:"maximum_session_expiry_interval"` // maximum number of seconds to keep disconnected sessions
 	MaximumPacketSize            uint32          `yaml:"maximum_packet_size" json:"maximum_packet_size"`                         // maximum packet size, no limit if 0
+	MaximumSubscriptionFilters   int             `yaml:"maximum_subscription_filters" json:"maximum_subscription_filters"`       // most filters in one SUBSCRIBE, no limit if 0 (Parley patch 12)
 	maximumPacketID              uint32          // unexported, used for testing only
 	ReceiveMaximum               uint16          `yaml:"receive_maximum" json:"receive_maximum"`                   // maximum number of concurrent qos messages per client
 	MaximumInflight              uint16          `yaml:"maximum_inflight" json:"maximum_inflight"`                 // maximum number of qos > 0 messages can be stored, 0(=8192)-65535
@@ -1268,6 +1270,21 @@ func (s *Server) processPubcomp(cl *Client, pk packets.Packet) error {
 
 // processSubscribe processes a Subscribe packet.
 func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
+	// Parley patch 12: a SUBSCRIBE with more filters than the server takes
+	// is refused whole (0x97 for each filter, 0x80 for MQTT 3.1.1) before
+	// any hook, ACL check or topic index sees it: one packet of thousands
+	// of filters cost as many checks and index insertions.
+	if max := s.Options.Capabilities.MaximumSubscriptionFilters; max > 0 && len(pk.Filters) > max {
+		code := packets.ErrQuotaExceeded.Code
+		if cl.Properties.ProtocolVersion < 5 {
+			code = packets.ErrUnspecifiedError.Code
+		}
+		ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Suback}, PacketID: pk.PacketID,
+			ReasonCodes: bytes.Repeat([]byte{code}, len(pk.Filters))}
+		ack.Properties.ReasonString = fmt.Sprintf("at most %d filters in one SUBSCRIBE", max)
+		return cl.WritePacket(ack)
+	}
+
 	pk = s.hooks.OnSubscribe(cl, pk)
 	code := packets.CodeSuccess
 	if _, ok := cl.State.Inflight.Get(pk.PacketID); ok {
@@ -1278,7 +1295,10 @@ func (s *Server) processSubscribe(cl *Client, pk packets.Packet) error {
 	reasonCodes := make([]byte, len(pk.Filters))
 	for i, sub := range pk.Filters {
 		if code != packets.CodeSuccess {
-			reasonCodes[i] = code.Code // NB 3.9.3 Non-normative 0x91
+			reasonCodes[i] = code.Code             // NB 3.9.3 Non-normative 0x91
+			if cl.Properties.ProtocolVersion < 5 { // Parley patch 12: 3.1.1 has 0x80 only
+				reasonCodes[i] = packets.ErrUnspecifiedError.Code
+			}
 			continue
 		} else if !IsValidFilter(sub.Filter, false) {
 			reasonCodes[i] = packets.ErrTopicFilterInvalid.Code

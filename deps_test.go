@@ -23,6 +23,7 @@ var layers = []struct {
 }{
 	{pkg: "storage", forbidden: []string{"storage/postgres/...", "storage/sqlite"}},
 	{pkg: "protocol", forbidden: []string{"..."}, stdOnly: true},
+	{pkg: "internal/testwait", forbidden: []string{"..."}, stdOnly: true},
 	{pkg: "storage/...", forbidden: []string{"hooks", "broker/...", "api", "push/...", "groups", "auth", "cmd/..."}},
 	{pkg: "push/...", forbidden: []string{"hooks", "broker/...", "api", "groups", "auth", "cmd/..."}},
 	{pkg: "hooks", forbidden: []string{"broker/...", "api", "push/...", "groups", "cmd/..."}},

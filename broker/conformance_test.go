@@ -9,6 +9,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
 )
 
@@ -89,13 +90,9 @@ func TestPersistentSessionKeepsPlainTopics(t *testing.T) {
 		// mochi race, on plain topics only: inbox entries come from the
 		// store). The session must hold the message before it returns:
 		// every away session so far (k+1) has it in flight.
-		deadline := time.Now().Add(brokertest.Patience(5 * time.Second))
-		for metricValueOf(t, n, "parley_mqtt_inflight") < before+float64(k+1) {
-			if time.Now().After(deadline) {
-				t.Fatal("the away sessions never held the message")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testwait.Until(t, 5*time.Second, "the away sessions to hold the message", func() bool {
+			return metricValueOf(t, n, "parley_mqtt_inflight") >= before+float64(k+1)
+		})
 		w = n.MustV5(brokertest.Admin, brokertest.AdminPassword, id, opts)
 		if !w.Connack.SessionPresent {
 			t.Fatalf("%s: session not present", filter)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 )
 
 // Connection admission and HTTP hardening, end to end on real sockets: a
@@ -181,18 +182,14 @@ func TestConnectionLimits(t *testing.T) {
 				return
 			}
 			held[0].Close()
-			deadline := time.Now().Add(brokertest.Patience(5 * time.Second))
-			for {
+			// Refused until the server has noticed the close.
+			testwait.Until(t, 5*time.Second, "a connection admitted after one closed", func() bool {
 				cl, err := n.DialV5("alice", tok, "alice", brokertest.V5Options{})
 				if err == nil {
 					cl.Close()
-					break
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("no connection admitted after one closed: %v", err)
-				}
-				time.Sleep(10 * time.Millisecond) // the server notices the close
-			}
+				return err == nil
+			})
 		})
 	}
 }

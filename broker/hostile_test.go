@@ -16,6 +16,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
 )
 
@@ -168,19 +169,13 @@ func TestMalformedSubscribe(t *testing.T) {
 		serving(t, n, "ws")
 	})
 	// No ghost: with both connections gone, bob is offline.
-	var p struct{ Users []protocol.Presence }
-	for deadline := time.Now().Add(brokertest.Patience(5 * time.Second)); ; {
+	testwait.Until(t, 5*time.Second, "bob offline after both connections ended", func() bool {
+		var p struct{ Users []protocol.Presence }
 		if code := n.HTTPDo("GET", "/v1/presence?users=bob", bt, nil, &p); code != 200 {
 			t.Fatalf("GET /v1/presence: %d", code)
 		}
-		if len(p.Users) == 1 && p.Users[0].Status == protocol.StatusOffline {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bob's presence after both connections ended: %+v", p.Users)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return len(p.Users) == 1 && p.Users[0].Status == protocol.StatusOffline
+	})
 }
 
 // TestOversizedPacket: a packet over the announced Maximum Packet Size is

@@ -14,6 +14,8 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/parleychat/parley/internal/testwait"
 )
 
 // value reads a counter's or a gauge's value.
@@ -57,18 +59,6 @@ func (f *fakeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // emfile is the error accept(2) gives when the process has no descriptor
 // left, as the net package wraps it.
 var emfile = &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-
-// waitUntil polls cond until it holds, failing the test after d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 // TestGatedListenerSurvivesAcceptErrors: EMFILE (or any error but
 // net.ErrClosed) is counted, makes the listener unready while it lasts, and
@@ -126,7 +116,7 @@ func TestGatedListenerSurvivesAcceptErrors(t *testing.T) {
 		accepted <- result{nil, err}
 	}()
 	fake.results <- emfile
-	waitUntil(t, 5*time.Second, "the error to be counted", func() bool {
+	testwait.Until(t, 5*time.Second, "the error to be counted", func() bool {
 		return value(m.acceptErrors.WithLabelValues("mqtt")) == failures+1
 	})
 	if err := l.check(time.Now()); err == nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 )
 
 // TestMaintenancePrunesIdempotencyKeys: the node prunes idempotency keys
@@ -24,30 +25,22 @@ func TestMaintenancePrunesIdempotencyKeys(t *testing.T) {
 			if rc := alice.Pub(t, "u/bob", msg); rc != 0 {
 				t.Fatalf("PUBACK %#x", rc)
 			}
-			deadline := time.Now().Add(brokertest.Patience(5 * time.Second))
-			for {
+			// Each retry is a duplicate until the key is pruned; then it is
+			// stored anew.
+			testwait.Until(t, 5*time.Second, "a retry stored anew", func() bool {
 				if rc := alice.Pub(t, "u/bob", msg); rc != 0 {
 					t.Fatalf("PUBACK %#x", rc)
 				}
 				last, err := n.Store.LastSeq(brokertest.Ctx(t, 5*time.Second), "u/bob")
-				if err != nil {
-					t.Fatal(err)
+				if err != nil || last > 2 {
+					t.Fatalf("u/bob at seq %d (%v)", last, err)
 				}
-				if last == 2 {
-					break // the key was pruned: the retry is stored anew
-				}
-				if last != 1 || time.Now().After(deadline) {
-					t.Fatalf("u/bob at seq %d", last)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				return last == 2
+			})
 			// The prune that deleted the key counts it once it is done.
-			for metricValueOf(t, n, "parley_pruned_rows_total") < 1 {
-				if time.Now().After(deadline) {
-					t.Fatal("parley_pruned_rows_total stayed 0")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			testwait.Until(t, 5*time.Second, "parley_pruned_rows_total ≥ 1", func() bool {
+				return metricValueOf(t, n, "parley_pruned_rows_total") >= 1
+			})
 		})
 	}
 }

@@ -14,12 +14,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/push"
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
@@ -241,21 +241,10 @@ func Ctx(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// patience scales every deadline of the helpers: PARLEY_TEST_PATIENCE
-// (default 6). The deadlines only bound a wait for a condition, so that a
-// broken test fails instead of hanging; a passing test never waits for them,
-// and a loaded 2-core machine running the race detector must not fail a
-// correct one.
-var patience = func() time.Duration {
-	if f, err := strconv.Atoi(os.Getenv("PARLEY_TEST_PATIENCE")); err == nil && f > 0 {
-		return time.Duration(f)
-	}
-	return 6
-}()
-
-// Patience returns d scaled by the test patience factor: the deadline to
-// give a wait that would take at most d on an idle machine.
-func Patience(d time.Duration) time.Duration { return d * patience }
+// Patience returns d scaled by the test patience factor
+// (PARLEY_TEST_PATIENCE, see internal/testwait): the deadline to give a wait
+// that would take at most d on an idle machine. Every helper here uses it.
+func Patience(d time.Duration) time.Duration { return testwait.Patience(d) }
 
 func must(t testing.TB, err error, what string, args ...any) {
 	t.Helper()
@@ -264,24 +253,11 @@ func must(t testing.TB, err error, what string, args ...any) {
 	}
 }
 
-// poll checks cond every few milliseconds until it holds, or fails the test
-// after the patience-scaled deadline d.
-func poll(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(Patience(d))
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", Patience(d), what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // WaitGone waits until the node has handled the disconnect of clientID:
 // no live connection holds it any more.
 func (n *Node) WaitGone(t testing.TB, clientID string) {
 	t.Helper()
-	poll(t, 5*time.Second, clientID+" disconnected", func() bool { return !n.Srv.Connected(clientID) })
+	testwait.Until(t, 5*time.Second, clientID+" disconnected", func() bool { return !n.Srv.Connected(clientID) })
 }
 
 // WaitCursor waits until the store holds clientID's cursor on inbox at seq
@@ -289,7 +265,7 @@ func (n *Node) WaitGone(t testing.TB, clientID string) {
 // were written.
 func (n *Node) WaitCursor(t testing.TB, clientID, inbox string, seq int64) {
 	t.Helper()
-	poll(t, 5*time.Second, fmt.Sprintf("cursor of %s on %s at %d", clientID, inbox, seq), func() bool {
+	testwait.Until(t, 5*time.Second, fmt.Sprintf("cursor of %s on %s at %d", clientID, inbox, seq), func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		c, err := n.Store.GetCursor(ctx, clientID, inbox)

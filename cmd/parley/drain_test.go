@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 )
 
 // TestSIGTERMWithReconnectingClients: clients that reconnect the moment
@@ -50,19 +51,11 @@ func TestSIGTERMWithReconnectingClients(t *testing.T) {
 				}()
 			}
 			// Everyone has been connected once before the signal.
-			deadline := time.Now().Add(brokertest.Patience(10 * time.Second))
-			for {
+			testwait.Until(t, 10*time.Second, "20 connections before SIGTERM", func() bool {
 				mu.Lock()
-				k := connected
-				mu.Unlock()
-				if k >= 20 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("only %d connections before SIGTERM", k)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				defer mu.Unlock()
+				return connected >= 20
+			})
 			if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
@@ -85,7 +78,10 @@ func TestSIGTERMWithReconnectingClients(t *testing.T) {
 func reconnectOnce(addr, user, secret string, up func()) {
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
-		time.Sleep(time.Millisecond) // the listener is closed: the node is going
+		// The listener is closed (the node is going): a real client backs
+		// off before it redials; this one as little as it can, so that it
+		// is ready the moment a listener could take it.
+		time.Sleep(time.Millisecond)
 		return
 	}
 	defer conn.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 )
 
 // init lowers a child parley's descriptor limit to PARLEY_TEST_NOFILE, for
@@ -86,13 +88,8 @@ func TestAcceptSurvivesDescriptorExhaustion(t *testing.T) {
 		}
 		conns = append(conns, conn)
 	}
-	deadline := time.Now().Add(brokertest.Patience(10 * time.Second))
-	for !c.logged("accept failed") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no accept error logged with %d connections open and %d descriptors", len(conns), nofile)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, fmt.Sprintf("an accept error logged with %d connections open and %d descriptors", len(conns), nofile),
+		func() bool { return c.logged("accept failed") })
 	if code, body := get(t, hc, c.http+"/readyz"); code != 503 || !strings.Contains(body, `"failing":"listeners"`) {
 		t.Errorf("/readyz while accept fails: %d %s, want 503 naming the listeners", code, body)
 	}
@@ -101,21 +98,17 @@ func TestAcceptSurvivesDescriptorExhaustion(t *testing.T) {
 		conn.Close()
 	}
 	conns = nil
-	deadline = time.Now().Add(brokertest.Patience(10 * time.Second))
-	for {
+	testwait.Until(t, 10*time.Second, "an MQTT CONNECT accepted after the connections were closed", func() bool {
 		cl, err := n.DialV5("alice", tok, "alice", brokertest.V5Options{})
-		if err == nil {
-			if rc := cl.Pub(t, "u/alice", "after the storm"); rc != 0 {
-				t.Fatalf("PUBACK %#x after recovery", rc)
-			}
-			cl.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MQTT CONNECT still failing after the connections were closed: %v", err)
+		if rc := cl.Pub(t, "u/alice", "after the storm"); rc != 0 {
+			t.Fatalf("PUBACK %#x after recovery", rc)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		cl.Close()
+		return true
+	})
 	_, metrics := get(t, hc, c.http+"/metrics")
 	var errs float64
 	sc := bufio.NewScanner(strings.NewReader(metrics))
@@ -128,15 +121,8 @@ func TestAcceptSurvivesDescriptorExhaustion(t *testing.T) {
 		t.Fatalf(`parley_accept_errors_total{listener="mqtt"} = %v, want at least 1`, errs)
 	}
 	t.Logf("%v accept errors counted", errs)
-	deadline = time.Now().Add(brokertest.Patience(10 * time.Second))
-	for {
-		code, body := get(t, hc, c.http+"/readyz")
-		if code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz after recovery: %d %s", code, body)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "/readyz 200 after recovery", func() bool {
+		code, _ := get(t, hc, c.http+"/readyz")
+		return code == 200
+	})
 }

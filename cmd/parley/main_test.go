@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/parleychat/parley/broker/brokertest"
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
@@ -280,14 +281,10 @@ func testKill9(t *testing.T, storeEnv string, open func(ctx context.Context) (st
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := st.GetCursor(ctx, "bob/phone", "u/bob"); err == nil {
-			break
-		} else if ctx.Err() != nil {
-			t.Fatalf("bob's cursor never reached the store: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "bob's cursor in the store", func() bool {
+		_, err := st.GetCursor(ctx, "bob/phone", "u/bob")
+		return err == nil
+	})
 	st.Close()
 
 	const senders = 20
@@ -319,16 +316,11 @@ func testKill9(t *testing.T, storeEnv string, open func(ctx context.Context) (st
 	}
 	// Kill it in the middle of the traffic: once some hundreds of messages
 	// are acknowledged (the senders go on until the process is gone).
-	deadline := time.Now().Add(brokertest.Patience(10 * time.Second))
-	for {
+	testwait.Until(t, 10*time.Second, "200 acknowledged messages", func() bool {
 		mu.Lock()
-		k := len(acked)
-		mu.Unlock()
-		if k >= 200 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(acked) >= 200
+	})
 	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

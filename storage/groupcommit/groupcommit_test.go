@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/groupcommit"
 )
@@ -126,7 +127,7 @@ func runBatch(t *testing.T, cfg groupcommit.Config, db *fakeDB, reqs []string) (
 			v, err := e.Do(context.Background(), q)
 			answers[i] = answer{v, err}
 		})
-		waitFor(t, fmt.Sprintf("request %d to queue", i), func() bool { return e.Queued() == i+1 })
+		testwait.Until(t, 10*time.Second, fmt.Sprintf("request %d to queue", i), func() bool { return e.Queued() == i+1 })
 	}
 	close(db.gate)
 	if err := <-gated; err != nil {
@@ -291,13 +292,13 @@ func TestCanceledWhileQueued(t *testing.T) {
 		_, err := e.Do(c, "gone")
 		gone <- err
 	}()
-	waitFor(t, "the request to queue", func() bool { return e.Queued() == 1 })
+	testwait.Until(t, 10*time.Second, "the request to queue", func() bool { return e.Queued() == 1 })
 	kept := make(chan error, 1)
 	go func() {
 		_, err := e.Do(context.Background(), "kept")
 		kept <- err
 	}()
-	waitFor(t, "the second request to queue", func() bool { return e.Queued() == 2 })
+	testwait.Until(t, 10*time.Second, "the second request to queue", func() bool { return e.Queued() == 2 })
 	cancel()
 	close(db.gate)
 	if err := <-gone; !errors.Is(err, storage.ErrUnavailable) || !errors.Is(err, context.Canceled) {
@@ -330,7 +331,7 @@ func TestCloseAnswersQueued(t *testing.T) {
 			errs <- err
 		}()
 	}
-	waitFor(t, "requests to queue", func() bool { return e.Queued() == n })
+	testwait.Until(t, 10*time.Second, "requests to queue", func() bool { return e.Queued() == n })
 	closed := make(chan struct{})
 	go func() {
 		e.Close()
@@ -339,7 +340,7 @@ func TestCloseAnswersQueued(t *testing.T) {
 	// Close refuses new requests before it waits for the queue to drain.
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
-	waitFor(t, "Close to refuse requests", func() bool {
+	testwait.Until(t, 10*time.Second, "Close to refuse requests", func() bool {
 		_, err := e.Do(ended, "late")
 		return errors.Is(err, storage.ErrClosed)
 	})
@@ -373,7 +374,7 @@ func TestQueueFullRespectsContext(t *testing.T) {
 	defer close(db.gate)
 	hold(e, db)
 	go e.Do(context.Background(), "fills the queue") //nolint:errcheck // answered at Close
-	waitFor(t, "the queue to fill", func() bool { return e.Queued() == 1 })
+	testwait.Until(t, 10*time.Second, "the queue to fill", func() bool { return e.Queued() == 1 })
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := e.Do(c, "x"); !errors.Is(err, storage.ErrUnavailable) || !errors.Is(err, context.Canceled) {
@@ -392,16 +393,4 @@ func hold(e *groupcommit.Engine[string, string], db *fakeDB) <-chan error {
 	}()
 	<-db.entered
 	return gated
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

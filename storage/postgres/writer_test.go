@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
@@ -58,7 +59,7 @@ func TestPoisonedBatch(t *testing.T) {
 		_, _, err := s.Append(testCtx(t), message("blocker", "blocker", ""))
 		blocked <- err
 	}()
-	waitFor(t, "the writer to wait for the row lock", func() bool {
+	testwait.Until(t, 10*time.Second, "the writer to wait for the row lock", func() bool {
 		var n int
 		err := s.Pool().QueryRow(testCtx(t), `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
@@ -91,7 +92,7 @@ func TestPoisonedBatch(t *testing.T) {
 		})
 	}
 	total := good + len(poisons)
-	waitFor(t, "the batch to queue", func() bool { return s.Queued(0) == total })
+	testwait.Until(t, 10*time.Second, "the batch to queue", func() bool { return s.Queued(0) == total })
 	if err := tx.Rollback(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -190,16 +191,4 @@ func message(from, to, cid string) storage.Message {
 	}
 	return storage.Message{ID: uuid.NewString(), From: from, To: to, TS: time.Now().UnixMilli(), Type: protocol.TypeMsg,
 		Cid: cid, Data: []byte(`{}`), Inboxes: inboxes}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

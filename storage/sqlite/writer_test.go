@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 )
@@ -133,7 +134,7 @@ func commitBatch(t *testing.T, s *Store, reqs ...*pending) {
 			cancels = append(cancels, cancel)
 		}
 		wg.Go(func() { p.res, p.err = s.w.Do(ctx, p.req) })
-		waitFor(t, fmt.Sprintf("write %d to queue", i), func() bool { return s.w.Queued() == i+1 })
+		testwait.Until(t, 10*time.Second, fmt.Sprintf("write %d to queue", i), func() bool { return s.w.Queued() == i+1 })
 	}
 	for _, cancel := range cancels {
 		cancel()
@@ -316,10 +317,10 @@ func TestCloseDrainsQueue(t *testing.T) {
 	}
 	// The writer holds one request (MaxBatch 1), waiting for the connection;
 	// the others are queued.
-	waitFor(t, "appends to queue", func() bool { return s.w.Queued() == n-1 })
+	testwait.Until(t, 10*time.Second, "appends to queue", func() bool { return s.w.Queued() == n-1 })
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	waitFor(t, "Close to refuse new writes", s.isClosed.Load)
+	testwait.Until(t, 10*time.Second, "Close to refuse new writes", s.isClosed.Load)
 	select {
 	case err := <-errs:
 		t.Fatalf("an append was answered (%v) before the writer could commit", err)
@@ -344,17 +345,5 @@ func TestCloseDrainsQueue(t *testing.T) {
 	s2 := openInternal(t, Config{Path: s.path})
 	if seq, err := s2.LastSeq(context.Background(), "u/bob"); err != nil || seq != n {
 		t.Fatalf("u/bob last seq after Close = %d, %v; want %d", seq, err, n)
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after 10 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

@@ -584,6 +584,14 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 	if !isInboxTopic(topic) {
 		return true
 	}
+	// Unacknowledged deliveries, counted once for both windows below, and
+	// the seq of the entry deliver is fanning out (0 for typing, which is
+	// never stored; -1 when this check is not part of deliver's fan-out).
+	inflight := cl.State.Inflight.Len()
+	seq := int64(-1)
+	if cur := h.deliveryShard(topic).current.Load(); cur != nil && cur.inbox == topic {
+		seq = cur.seq
+	}
 	sess := h.session(cl)
 	if sess != nil {
 		if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin && !h.isMember(topic[len(protocol.GroupPrefix):], sess.user) {
@@ -597,8 +605,7 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 			// before the inflight window, which catch-up itself fills.)
 			// Entries that are never stored (seq 0: typing) go live at
 			// once: catch-up cannot send them.
-			cur := h.deliveryShard(topic).current.Load()
-			return cur != nil && cur.inbox == topic && cur.seq == 0
+			return seq == 0
 		}
 		if g != nil {
 			// Live, but a catch-up that just finished may have sent this
@@ -608,16 +615,15 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 			// starting point was not sent by the catch-up: committed before
 			// the start was read, it reaches deliver only now, and is the
 			// device's.
-			if cur := h.deliveryShard(topic).current.Load(); cur != nil && cur.inbox == topic && cur.seq != 0 && cur.seq <= g.sent.Load() &&
-				(!g.fromEnd || cur.seq > g.start) {
+			if seq > 0 && seq <= g.sent.Load() && (!g.fromEnd || seq > g.start) {
 				return false
 			}
 		}
-		if h.overReceiveMaximum(sess, cl, topic) {
+		if h.overReceiveMaximum(sess, cl, topic, seq, inflight) {
 			return false
 		}
 	}
-	if cl.State.Inflight.Len() >= h.cfg.MaxInflight {
+	if inflight >= h.cfg.MaxInflight {
 		h.slowConsumer(cl, "inflight window full")
 		return false
 	}
@@ -631,18 +637,13 @@ func (h *Inbox) AllowDelivery(cl *mqtt.Client, topic string) bool {
 // from the store as PUBACKs free the window (it keeps to the Receive
 // Maximum), then goes live again with the usual exactly-once hand-over.
 // So a client that asks for a small window gets every entry, in order, at
-// its own pace, and nothing waits in memory. (mochi's own send quota would
-// hold the entries in its inflight map and resend them ordered by whole
-// seconds; Parley keeps it off, see OnSessionEstablished.) Runs in deliver,
-// under the inbox's delivery lock.
-func (h *Inbox) overReceiveMaximum(sess *session, cl *mqtt.Client, topic string) bool {
+// its own pace, and nothing waits in memory (mochi's send quota, which
+// serves plain topics, would hold them in its inflight map). Runs in
+// deliver, under the inbox's delivery lock; seq is the entry's.
+func (h *Inbox) overReceiveMaximum(sess *session, cl *mqtt.Client, topic string, seq int64, inflight int) bool {
 	rm := int(cl.Properties.Props.ReceiveMaximum)
-	if cl.Properties.ProtocolVersion != 5 || rm == 0 || sess.admin || cl.State.Inflight.Len() < rm {
-		return false
-	}
-	cur := h.deliveryShard(topic).current.Load()
-	if cur == nil || cur.inbox != topic || cur.seq == 0 {
-		return false // QoS 0 (typing): not counted by the window
+	if seq <= 0 || cl.Properties.ProtocolVersion != 5 || rm == 0 || sess.admin || inflight < rm {
+		return false // typing (seq 0, QoS 0) is not counted by the window
 	}
 	sub, ok := cl.State.Subscriptions.Get(topic)
 	if !ok || sub.Qos == 0 {
@@ -656,11 +657,11 @@ func (h *Inbox) overReceiveMaximum(sess *session, cl *mqtt.Client, topic string)
 	if sess.cursors[topic] == nil {
 		// A session without cursors (clean, or new to this inbox): catch-up
 		// starts from what it was sent live, not from the inbox's end.
-		sess.cursors[topic] = &watermark{w: cur.seq - 1}
+		sess.cursors[topic] = &watermark{w: seq - 1}
 	}
 	sess.mu.Unlock()
 	g := h.openGate(sess, cl, topic, sub.Qos)
-	g.resumeAfter = max(g.resumeAfter, cur.seq-1)
+	g.resumeAfter = max(g.resumeAfter, seq-1)
 	h.metrics.Deferred.Inc()
 	h.startCatchup(g)
 	return true

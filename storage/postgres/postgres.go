@@ -441,7 +441,10 @@ func CreateDatabase(ctx context.Context, url string) error {
 	}
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created concurrently
+		// Created concurrently, by another node starting at the same time:
+		// 42P04 when Postgres saw the other database, 23505 (unique
+		// violation on pg_database's name index) when both CREATEs raced.
+		if errors.As(err, &pgErr) && (pgErr.Code == "42P04" || pgErr.Code == "23505") {
 			return nil
 		}
 		return fmt.Errorf("create database: %w", err)

@@ -49,6 +49,9 @@ type Config struct {
 	// listeners); its error is logged, and the client told only that the
 	// listeners are failing. Optional.
 	Ready func(ctx context.Context) error
+	// Degraded names parts the node serves without (the cluster bus): the
+	// node is ready, and /readyz says what it lacks.
+	Degraded func(ctx context.Context) []string
 	// Static serves everything not under /v1 (the web app). Optional.
 	Static http.Handler
 	// Timeout bounds each request's store work. Default 10s.
@@ -478,6 +481,12 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		if err := a.cfg.Ready(ctx); err != nil {
 			a.log.Warn("not ready", "error", err)
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "failing": "listeners"})
+			return
+		}
+	}
+	if a.cfg.Degraded != nil {
+		if parts := a.cfg.Degraded(ctx); len(parts) > 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "degraded", "degraded": parts})
 			return
 		}
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/parleychat/parley/api"
 	"github.com/parleychat/parley/auth"
+	"github.com/parleychat/parley/cluster"
 	"github.com/parleychat/parley/groups"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/push"
@@ -116,6 +117,18 @@ type Config struct {
 	// Maintenance prunes expired tokens, old idempotency keys and the
 	// cursors of devices gone for good.
 	Maintenance MaintenanceConfig
+	// Cluster joins the node to a cluster through NATS. Empty NATSURL: a
+	// single node.
+	Cluster ClusterConfig
+}
+
+// ClusterConfig configures a node of a cluster.
+type ClusterConfig struct {
+	// NATSURL lists the NATS servers (comma separated); empty: one node.
+	NATSURL string
+	// Node is the node's name, unique in the cluster; its metrics carry it
+	// as the label node. Required with NATSURL.
+	Node string
 }
 
 func (c *Config) setDefaults() {
@@ -218,11 +231,13 @@ type Server struct {
 	// presence keeps p/{user}; it runs after inbox, which passes it the
 	// publishes and wills on a user's own presence.
 	presence *hooks.Presence
+	bus      *cluster.Bus // nil on a single node
 	api      *api.API
 	push     *push.Service // nil when push is off
 	maint    *maintainer
 	http     *http.Server
 	reg      *prometheus.Registry
+	regr     prometheus.Registerer // registers into reg, with the node's name in a cluster
 	// metricsHTTP serves /metrics and /debug/pprof/ on Config.MetricsAddr;
 	// nil when they are served on HTTPAddr.
 	metricsHTTP *http.Server
@@ -251,6 +266,15 @@ func New(cfg Config, d Deps) (*Server, error) {
 	reg := d.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
+	}
+	// regr registers the node's metrics: in a cluster, each carries the
+	// node's name.
+	var regr prometheus.Registerer = reg
+	if cfg.Cluster.NATSURL != "" {
+		if cfg.Cluster.Node == "" {
+			return nil, errors.New("broker: a cluster node needs a name (cluster.node)")
+		}
+		regr = prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Cluster.Node}, reg)
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
@@ -282,11 +306,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		ClientNetWriteBufferSize: 2048,
 		SysTopicResendInterval:   10,
 	})
-	m := hooks.NewMetrics(reg)
+	m := hooks.NewMetrics(regr)
 	var pushSvc *push.Service
 	if d.Push != nil {
 		pcfg := cfg.Push
-		pcfg.Registry = reg
+		pcfg.Registry = regr
 		pushSvc = push.NewService(pcfg, d.Store, d.Push, log)
 		if prev := cfg.Inbox.OnDelivered; prev != nil {
 			cfg.Inbox.OnDelivered = func(user, inbox, id string) { prev(user, inbox, id); pushSvc.Delivered(user, inbox, id) }
@@ -296,7 +320,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	inbox := hooks.NewInbox(cfg.Inbox, d.Store, srv, d.Accounts.IsAdmin, m, log.With("component", "inbox"))
 	caps.MaximumSubscriptionFilters = inbox.MaxFilters()
-	presence := hooks.NewPresence(cfg.Presence, d.Store, srv, inbox, d.Accounts.IsAdmin, reg, log.With("component", "presence"))
+	presence := hooks.NewPresence(cfg.Presence, d.Store, srv, inbox, d.Accounts.IsAdmin, regr, log.With("component", "presence"))
 	authHook := hooks.NewAuth(cfg.Auth, d.Accounts, inbox, presence, func(err error) bool { return errors.Is(err, auth.ErrBadCredentials) },
 		log.With("component", "auth"))
 	if cfg.MaxKeepalive > 65535*time.Second {
@@ -314,10 +338,20 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := srv.AddHook(presence, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg,
+	var bus *cluster.Bus
+	if cfg.Cluster.NATSURL != "" {
+		var err error
+		bus, err = cluster.Connect(cluster.Config{URL: cfg.Cluster.NATSURL, Node: cfg.Cluster.Node}, regr,
+			log.With("component", "cluster"))
+		if err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+		inbox.UseBus(bus)
+	}
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus,
 		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
 		ips:   newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
-		maint: newMaintainer(cfg.Maintenance, d.Store, reg, log.With("component", "maintenance"))}
+		maint: newMaintainer(cfg.Maintenance, d.Store, regr, log.With("component", "maintenance"))}
 	var pushAPI api.PushStore
 	if pushSvc != nil {
 		pushAPI = d.Store
@@ -338,6 +372,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.api = api.New(api.Config{
 		Metrics:  apiMetrics,
 		Ready:    s.ready,
+		Degraded: s.degraded,
 		Static:   d.Static,
 		Presence: presence,
 		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, inbox),
@@ -361,7 +396,7 @@ func (s *Server) registerMetrics() {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(atomic.LoadInt64(v)) })
 	}
-	s.reg.MustRegister(
+	s.regr.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("parley_mqtt_connections", "Connected MQTT clients.", &info.ClientsConnected),
@@ -371,7 +406,7 @@ func (s *Server) registerMetrics() {
 		counter("parley_mqtt_messages_dropped_total", "Messages the broker dropped for full client queues.", &info.MessagesDropped),
 		counter("parley_mqtt_inflight_dropped_total", "QoS messages dropped for full inflight stores.", &info.InflightDropped),
 	)
-	s.connMetrics = newConnMetrics(s.reg)
+	s.connMetrics = newConnMetrics(s.regr)
 }
 
 // ready reports whether the MQTT and WebSocket listeners are accepting: not
@@ -382,6 +417,18 @@ func (s *Server) ready(context.Context) error {
 	}
 	now := time.Now()
 	return errors.Join(s.mqttGate.check(now), s.wsGate.check(now))
+}
+
+// degraded names what this node does without while it keeps serving: the
+// cluster bus (live delivery to and from other nodes waits; devices catch up
+// when it is back). A node without its bus still stores and acknowledges
+// every message and serves its own devices, so the load balancer keeps
+// sending it clients (/readyz answers 200 and says so).
+func (s *Server) degraded(context.Context) []string {
+	if s.bus != nil && s.bus.Check() != nil {
+		return []string{"bus"}
+	}
+	return nil
 }
 
 // Registry returns the node's metrics registry.
@@ -447,6 +494,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err := s.mqtt.AddListener(wsl); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
+	}
+	if s.bus != nil {
+		s.bus.Start(s.inbox)
 	}
 	if err := s.mqtt.Serve(); err != nil {
 		closeAll()
@@ -522,6 +572,9 @@ func (s *Server) Close() error {
 		}
 		<-s.metricsDone
 		s.mqtt.Close()
+		if s.bus != nil {
+			s.bus.Close()
+		}
 		s.maint.Close()
 		s.inbox.Close()
 		s.presence.Close()

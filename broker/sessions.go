@@ -7,3 +7,7 @@ func (s *Server) Connected(clientID string) bool {
 	cl, ok := s.mqtt.Clients.Get(clientID)
 	return ok && !cl.Closed()
 }
+
+// ClusterConnected reports whether the node is connected to its cluster's
+// bus (false on a single node).
+func (s *Server) ClusterConnected() bool { return s.bus != nil && s.bus.Check() == nil }

@@ -83,6 +83,9 @@ func (h *Inbox) startCatchup(g *gate) {
 // in order, then lets live deliveries through. It reports whether it went
 // live.
 func (h *Inbox) catchup(g *gate) bool {
+	// Entries announced by other nodes from here on reach this node; those
+	// announced before are in the store when it is read below.
+	h.barrier()
 	after, fromEnd, ok := h.startingPoint(g)
 	if !ok {
 		return false

@@ -128,6 +128,7 @@ func (h *Inbox) unsubscribe(cl *mqtt.Client, topic string) {
 	}
 	h.srv.Topics.Unsubscribe(topic, cl.ID)
 	cl.State.Subscriptions.Delete(topic)
+	h.interest.remove(cl.ID, topic)
 	if sess := h.session(cl); sess != nil {
 		sess.mu.Lock()
 		g := sess.gates[topic]

@@ -213,6 +213,9 @@ type Inbox struct {
 
 	receipts chan ackEvent
 
+	bus      Bus       // the cluster's; nil on a single node
+	interest *interest // the inbox filters this node's clients subscribe to, for the bus
+
 	cursorMu sync.Mutex // guards dirty
 	dirty    map[cursorKey]int64
 
@@ -299,6 +302,7 @@ func NewInbox(cfg InboxConfig, store Store, srv *mqtt.Server, isAdmin func(strin
 		persisted: map[string]map[string]*session{},
 		catching:  map[string][]*gate{},
 		receipts:  make(chan ackEvent, 1<<16),
+		interest:  newInterest(),
 		dirty:     map[cursorKey]int64{},
 		quit:      make(chan struct{}),
 	}
@@ -486,6 +490,7 @@ func (h *Inbox) OnClientExpired(cl *mqtt.Client) {
 		if mine {
 			h.sessions.CompareAndDelete(cl.ID, sess)
 			h.untrackSession(sess)
+			h.interest.removeClient(cl.ID)
 		}
 	}
 }
@@ -534,6 +539,21 @@ func (h *Inbox) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if sess == nil {
 		return
 	}
+	if subscribedClient(cl) {
+		// The node's interest in the inboxes reaches the bus before the
+		// SUBACK (mochi sends it after this hook) and before any catch-up
+		// reads the store: what another node stores from then on is
+		// announced to this one.
+		watched := false
+		for i, sub := range pk.Filters {
+			if i < len(codes) && codes[i] < 0x80 && h.interest.add(cl.ID, sub.Filter) {
+				watched = true
+			}
+		}
+		if watched {
+			h.barrier()
+		}
+	}
 	for i, sub := range pk.Filters {
 		sess.mu.Lock()
 		g := sess.gates[sub.Filter]
@@ -553,6 +573,11 @@ func (h *Inbox) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 // reports here the subscriptions it moves off a connection whose session is
 // taken over; those belong to the new connection now and are left alone.
 func (h *Inbox) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if subscribedClient(cl) && !cl.IsTakenOver() {
+		for _, sub := range pk.Filters {
+			h.interest.remove(cl.ID, sub.Filter)
+		}
+	}
 	sess := h.session(cl)
 	if sess == nil {
 		return
@@ -1047,27 +1072,37 @@ func (h *Inbox) OnPublished(cl *mqtt.Client, _ packets.Packet) {
 	sess.pending = sess.pending[:0]
 }
 
-// deliver hands a stored entry to the broker for its inbox's live
-// subscribers. Devices catching up on the inbox are told first, so that they
-// read it from the store before going live.
+// deliver hands a stored entry to its inbox's live subscribers: on this
+// node (fanout), and on the others through the bus.
 func (h *Inbox) deliver(e protocol.Entry, qos byte) {
-	sh := h.deliveryShard(e.Inbox)
+	payload := e.AppendJSON(nil)
+	if h.bus != nil {
+		h.bus.Announce(e.Inbox, e.Seq, payload)
+	}
+	h.fanout(e.Inbox, e.Seq, payload, qos)
+}
+
+// fanout hands an entry, stored here or by another node, to the broker for
+// its inbox's subscribers on this node. Devices catching up on the inbox are
+// told first, so that they read it from the store before going live.
+func (h *Inbox) fanout(inbox string, seq int64, payload []byte, qos byte) {
+	sh := h.deliveryShard(inbox)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.current.Store(&current{inbox: e.Inbox, seq: e.Seq})
+	sh.current.Store(&current{inbox: inbox, seq: seq})
 	defer sh.current.Store(nil)
-	if e.Seq > 0 {
+	if seq > 0 {
 		h.regMu.Lock()
-		for _, g := range h.catching[e.Inbox] {
+		for _, g := range h.catching[inbox] {
 			g.dirty = true
-			if g.first == 0 || e.Seq < g.first {
-				g.first = e.Seq
+			if g.first == 0 || seq < g.first {
+				g.first = seq
 			}
 		}
 		h.regMu.Unlock()
 	}
-	if err := h.srv.Publish(e.Inbox, e.AppendJSON(nil), false, qos); err != nil {
-		h.log.Warn("deliver", "inbox", e.Inbox, "seq", e.Seq, "error", err)
+	if err := h.srv.Publish(inbox, payload, false, qos); err != nil {
+		h.log.Warn("deliver", "inbox", inbox, "seq", seq, "error", err)
 	}
 }
 

@@ -21,6 +21,8 @@ type Metrics struct {
 	RateDisconnects  prometheus.Counter // connections closed for publishing beyond their rate limits
 	ErrorsSuppressed prometheus.Counter // error entries not stored: the user's budget was spent
 	SessionsEvicted  prometheus.Counter // persistent sessions evicted by MaxSessionsPerUser
+
+	Resyncs prometheus.Counter // subscriptions made to catch up after a bus outage
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -59,11 +61,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Error entries not stored because the user's budget (limits.error_entries) was spent."}),
 		SessionsEvicted: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_sessions_evicted_total",
 			Help: "Persistent sessions evicted because their user held limits.max_sessions_per_user."}),
+		Resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_resyncs_total",
+			Help: "Inbox subscriptions sent to catch-up from the store because the cluster bus came back after an outage."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred)
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs)
 	}
 	return m
 }

@@ -43,6 +43,7 @@ type Node struct {
 	MQTT   string // host:port
 	WS     string // host:port
 	HTTP   string // http://host:port
+	Name   string // the node's name in a cluster
 	closed bool
 }
 
@@ -148,6 +149,10 @@ func Start(t testing.TB, o Options) *Node {
 	t.Cleanup(n.Stop)
 	return n
 }
+
+// NewDatabase creates a fresh Postgres database for the test, dropped when it
+// ends, and returns its URL.
+func NewDatabase(t testing.TB) string { return pgtest.NewDatabase(t) }
 
 // Remote returns a Node for a Parley running elsewhere (another process),
 // for the client helpers. It has no Srv or Store.

@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/hooks"
 )
 
@@ -81,6 +82,8 @@ type config struct {
 	MaintInterval  time.Duration `key:"maintenance.interval" default:"1h" help:"how often expired tokens, old idempotency keys and abandoned cursors are pruned (negative: never)"`
 	MaintDedupAge  time.Duration `key:"maintenance.dedup_age" default:"720h" help:"how long a message's cid is remembered: a retry older than that is stored again"`
 	MaintCursorAge time.Duration `key:"maintenance.cursor_age" default:"2160h" help:"cursors of a device that acknowledged nothing for this long are deleted (above mqtt.max_session_expiry)"`
+	NATSURL        string        `key:"cluster.nats_url" default:"" help:"NATS servers of the cluster, comma separated (nats://host:4222); empty runs a single node"`
+	Node           string        `key:"cluster.node" default:"" help:"this node's name in the cluster (default: the hostname)"`
 	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.metrics_addr (http.addr when empty), for measuring (keep it private)"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
@@ -452,4 +455,24 @@ func redactURL(u string) string {
 		return u[:scheme+3] + name + ":***" + u[at:]
 	}
 	return u
+}
+
+// cluster returns the node's cluster settings: with cluster.nats_url set,
+// the node is named cluster.node, or after its host.
+func (c *config) cluster() (broker.ClusterConfig, error) {
+	cc := broker.ClusterConfig{NATSURL: strings.TrimSpace(c.NATSURL), Node: c.Node}
+	if cc.NATSURL == "" {
+		return cc, nil
+	}
+	if c.DatabaseURL == "" {
+		return cc, errors.New("cluster.nats_url: the nodes of a cluster share one Postgres: set database.url (the embedded store is for a single node)")
+	}
+	if cc.Node == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			return cc, fmt.Errorf("cluster.node: not set, and the hostname is unknown (%v): name the node", err)
+		}
+		cc.Node = host
+	}
+	return cc, nil
 }

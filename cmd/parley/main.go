@@ -96,6 +96,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		pushSender = pushRouter
 	}
 	authLim, inboxLim, presenceLim := cfg.clientLimits()
+	cluster, err := cfg.cluster()
+	if err != nil {
+		return err
+	}
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers, WriteTimeout: cfg.WriteTimeout,
@@ -110,6 +114,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Push: push.ServiceConfig{Grace: cfg.PushGrace},
 		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
 			CursorAge: cfg.MaintCursorAge},
+		Cluster: cluster,
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
 		Push: pushSender})
 	if err != nil {

@@ -1,0 +1,196 @@
+package hooks
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+)
+
+// Bus carries stored entries between the nodes of a cluster. An entry is
+// fanned out to this node's subscribers directly, then announced once on the
+// bus; the other nodes with interest in its inbox hand it to Inbox.Receive,
+// which fans it out through the same gate-aware path as a local entry, so
+// the catch-up → live hand-over stays exactly-once whichever node stored the
+// entry. The store is the durable copy: a bus may lose an announcement (it
+// is at most once); a device that misses one gets it from catch-up.
+//
+// With no bus (a single node) Announce has nobody to tell: local fan-out is
+// all there is.
+type Bus interface {
+	// Announce publishes a stored entry's payload (as sent to devices) to the
+	// other nodes watching its inbox. It must not block on the network.
+	Announce(inbox string, seq int64, payload []byte)
+	// Watch starts this node's interest in the inboxes a subscription
+	// filter matches; Unwatch ends it. Called on each change of the set of
+	// local subscriptions to a filter, under a lock: neither may block on
+	// the network.
+	Watch(filter string)
+	Unwatch(filter string)
+	// Barrier returns once every Watch called before it is in effect: an
+	// entry announced by any node from then on reaches this one.
+	Barrier(ctx context.Context) error
+}
+
+// UseBus connects the hook to the other nodes of a cluster. Call it before
+// Start; the bus calls Receive with the entries of other nodes and Resync
+// when it comes back after an outage.
+func (h *Inbox) UseBus(b Bus) { h.bus, h.interest.bus = b, b }
+
+// Receive fans out an entry stored and announced by another node to this
+// node's subscribers of its inbox.
+func (h *Inbox) Receive(inbox string, seq int64, payload []byte) {
+	if h.closed.Load() {
+		return
+	}
+	var qos byte
+	if seq > 0 {
+		qos = 1 // stored entries; typing (seq 0) is never stored
+	}
+	h.fanout(inbox, seq, payload, qos)
+}
+
+// Resync sends every connected device with a persistent session what it may
+// have missed while the bus was down: each of its live inbox subscriptions
+// catches up from its cursor again (entries it has but has not acknowledged
+// are sent again; clients drop repeats by seq). Devices with clean sessions
+// have no cursor: what they missed is in the history API.
+func (h *Inbox) Resync() {
+	if h.closed.Load() {
+		return
+	}
+	n := 0
+	h.sessions.Range(func(_, v any) bool {
+		sess := v.(*session)
+		sess.mu.Lock()
+		cl, persistent := sess.cl, sess.persistent
+		sess.mu.Unlock()
+		if cl == nil || cl.Closed() || !persistent {
+			return true
+		}
+		for filter, sub := range cl.State.Subscriptions.GetAll() {
+			if !isInboxTopic(filter) || strings.ContainsAny(filter, "+#") {
+				continue
+			}
+			sess.mu.Lock()
+			g := sess.gates[filter]
+			sess.mu.Unlock()
+			if g != nil && !g.live.Load() {
+				continue // catching up already
+			}
+			h.startCatchup(h.openGate(sess, cl, filter, sub.Qos))
+			n++
+		}
+		return true
+	})
+	h.metrics.Resyncs.Add(float64(n))
+	h.log.Info("bus back: devices catch up on what it missed", "subscriptions", n)
+}
+
+// interest is the set of subscription filters this node's clients hold
+// that match inbox topics, by client id: the bus watches a filter while one
+// client holds it. Keyed by client id, so a session taken over by a new
+// connection with the same id keeps its interest.
+type interest struct {
+	mu      sync.Mutex
+	bus     Bus
+	filters map[string]map[string]struct{} // filter -> client ids
+	clients map[string]map[string]struct{} // client id -> filters
+}
+
+func newInterest() *interest {
+	return &interest{filters: map[string]map[string]struct{}{}, clients: map[string]map[string]struct{}{}}
+}
+
+// busFilter reports whether a subscription filter can match inbox topics.
+func busFilter(filter string) bool {
+	first, _, _ := strings.Cut(filter, "/")
+	switch first {
+	case "u", "g", "+", "#":
+		return true
+	}
+	return false
+}
+
+// add records that client cid holds filter; it reports whether the bus
+// watches the filter from now on (it did not before).
+func (in *interest) add(cid, filter string) (watched bool) {
+	if in.bus == nil || !busFilter(filter) {
+		return false
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	cs := in.filters[filter]
+	if cs == nil {
+		cs = map[string]struct{}{}
+		in.filters[filter] = cs
+		in.bus.Watch(filter)
+		watched = true
+	}
+	cs[cid] = struct{}{}
+	fs := in.clients[cid]
+	if fs == nil {
+		fs = map[string]struct{}{}
+		in.clients[cid] = fs
+	}
+	fs[filter] = struct{}{}
+	return watched
+}
+
+func (in *interest) remove(cid, filter string) {
+	if in.bus == nil {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.removeLocked(cid, filter)
+}
+
+func (in *interest) removeLocked(cid, filter string) {
+	cs := in.filters[filter]
+	if _, ok := cs[cid]; !ok {
+		return
+	}
+	delete(cs, cid)
+	if len(cs) == 0 {
+		delete(in.filters, filter)
+		in.bus.Unwatch(filter)
+	}
+	if fs := in.clients[cid]; fs != nil {
+		delete(fs, filter)
+		if len(fs) == 0 {
+			delete(in.clients, cid)
+		}
+	}
+}
+
+// removeClient drops every filter of a client id (its session expired).
+func (in *interest) removeClient(cid string) {
+	if in.bus == nil {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for f := range in.clients[cid] {
+		in.removeLocked(cid, f)
+	}
+}
+
+// subscribedClient reports whether cl is a client whose subscriptions count
+// for the bus (not the server's inline client).
+func subscribedClient(cl *mqtt.Client) bool { return cl != nil && !cl.Net.Inline }
+
+// barrier waits until the bus's interest reaches the other nodes, if there
+// is a bus.
+func (h *Inbox) barrier() {
+	if h.bus == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	defer cancel()
+	if err := h.bus.Barrier(ctx); err != nil {
+		// The bus is down: Resync runs when it is back.
+		h.log.Debug("bus barrier", "error", err)
+	}
+}

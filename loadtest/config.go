@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -33,8 +34,13 @@ var ErrConfig = errors.New("invalid configuration")
 type Config struct {
 	Workload string // WorkloadRaw, …
 
-	// Broker and connections (all workloads).
-	Broker         string        // MQTT broker host:port (default 127.0.0.1:1883)
+	// Brokers and connections (all workloads).
+	//
+	// Brokers are the MQTT brokers, host:port: one, or the nodes of a
+	// cluster, over which the connections are spread: connection, user or
+	// raw subscriber i connects to Brokers[i mod N], raw publisher i to
+	// Brokers[(i+1) mod N] (default [127.0.0.1:1883]).
+	Brokers        []string
 	Protocol       int           // 5 (default) or 3 for MQTT 3.1.1
 	Username       string        // raw, connections: MQTT username, if the broker wants one
 	Password       string        // raw, connections: MQTT password
@@ -74,9 +80,13 @@ type Config struct {
 	MetricsURL string // or a Prometheus endpoint with process_resident_memory_bytes
 
 	// Parley (dm, group; connections when Admin is set).
-	HTTP          string        // Parley's HTTP API root (default http://127.0.0.1:8080)
+	// HTTP are Parley's HTTP API roots, one or one per node; users and groups
+	// are provisioned through all of them at once, in contiguous parts
+	// (default [http://127.0.0.1:8080]).
+	HTTP          []string
 	Admin         string        // "name:password" of a Parley admin, for bulk provisioning
 	Users         int           // dm: users (default 100)
+	CrossNode     float64       // dm, several brokers: share of DMs sent to a user on another broker (default 0.9; 1: all)
 	UserPrefix    string        // user ids are UserPrefix + index (default "lt-{run id}-")
 	UserPassword  string        // password of the created users (default "lt-pass-{run id}")
 	SessionExpiry time.Duration // dm, group: persistent session expiry (default 5m)
@@ -125,7 +135,9 @@ func (cfg Config) Defaults() Config {
 	if cfg.RunID == "" {
 		cfg.RunID = newRunID()
 	}
-	setDefault(&cfg.Broker, "127.0.0.1:1883")
+	if len(cfg.Brokers) == 0 {
+		cfg.Brokers = []string{"127.0.0.1:1883"}
+	}
 	setDefault(&cfg.Protocol, 5)
 	setDefault(&cfg.KeepAlive, 30*time.Second)
 	if cfg.ReceiveMaximum == 0 {
@@ -155,8 +167,11 @@ func (cfg Config) Defaults() Config {
 	setDefault(&cfg.Conns, 1000)
 	setDefault(&cfg.Hold, 10*time.Second)
 	setDefault(&cfg.Settle, 2*time.Second)
-	setDefault(&cfg.HTTP, "http://127.0.0.1:8080")
+	if len(cfg.HTTP) == 0 {
+		cfg.HTTP = []string{"http://127.0.0.1:8080"}
+	}
 	setDefault(&cfg.Users, 100)
+	setDefault(&cfg.CrossNode, 0.9)
 	setDefault(&cfg.UserPrefix, "lt-"+cfg.RunID+"-")
 	setDefault(&cfg.UserPassword, "lt-pass-"+cfg.RunID)
 	setDefault(&cfg.SessionExpiry, 5*time.Minute)
@@ -186,8 +201,15 @@ func (cfg Config) Validate() error {
 	if cfg.Protocol != 3 && cfg.Protocol != 5 {
 		bad("protocol must be 3 or 5, got %d", cfg.Protocol)
 	}
-	if _, _, err := net.SplitHostPort(cfg.Broker); err != nil {
-		bad("broker %q: %v", cfg.Broker, err)
+	for _, b := range cfg.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad("broker %q: %v", b, err)
+		}
+	}
+	for _, h := range cfg.HTTP {
+		if u, err := url.Parse(h); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("http %q: want a URL such as http://127.0.0.1:8080", h)
+		}
 	}
 	if cfg.ConnRate <= 0 {
 		bad("connection rate must be > 0")
@@ -221,6 +243,9 @@ func (cfg Config) Validate() error {
 	case WorkloadDM:
 		if cfg.Users < 2 {
 			bad("dm needs at least 2 users")
+		}
+		if cfg.CrossNode <= 0 || cfg.CrossNode > 1 {
+			bad("cross-node share must be above 0 and at most 1, got %v", cfg.CrossNode)
 		}
 	case WorkloadGroup:
 		if cfg.Groups < 1 || cfg.Members < 2 {
@@ -257,6 +282,9 @@ func (cfg Config) describe() map[string]string {
 	if len(cfg.Sources) > 0 {
 		set("sources", len(cfg.Sources))
 	}
+	if len(cfg.Brokers) > 1 {
+		set("brokers", len(cfg.Brokers))
+	}
 	if cfg.Workload != WorkloadConnections {
 		set("rate", cfg.Rate)
 		set("duration", cfg.Duration)
@@ -281,6 +309,9 @@ func (cfg Config) describe() map[string]string {
 		}
 	case WorkloadDM:
 		set("users", cfg.Users)
+		if len(cfg.Brokers) > 1 {
+			set("cross_node", cfg.CrossNode)
+		}
 	case WorkloadGroup:
 		set("groups", cfg.Groups)
 		set("members", cfg.Members)

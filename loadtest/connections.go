@@ -16,8 +16,9 @@ import (
 // connections opens Conns idle connections on an open-loop schedule of
 // ConnRate per second, holds them for Hold and samples the broker's memory
 // before the ramp, after it (once Settle has passed) and at the end of the
-// hold. Connect latency counts from each connection's scheduled time. When
-// Admin is set the connections log in as freshly provisioned Parley users.
+// hold. Connection i goes to broker i mod N. Connect latency counts from
+// each connection's scheduled time. When Admin is set the connections log in
+// as freshly provisioned Parley users.
 func (r *run) connections(ctx context.Context) error {
 	cfg := r.cfg
 	r.rep.Connections.Target = int64(cfg.Conns)
@@ -63,7 +64,7 @@ func (r *run) connections(ctx context.Context) error {
 				defer func() { <-sem }()
 				id, user, pass, topic := ident(int(t.Seq))
 				cc := mqttclient.ClientConfig{Options: mqttclient.Options{
-					ClientID: id, Username: user, Password: pass, CleanStart: true,
+					Addr: r.broker(int(t.Seq)), ClientID: id, Username: user, Password: pass, CleanStart: true,
 				}}
 				if cfg.Subscribe {
 					cc.Subscribe, cc.SubscribeQoS = []string{topic}, 1

@@ -14,7 +14,9 @@ import (
 
 // dm runs Parley direct messages: Users users, each connected once with a
 // persistent session and subscribed to its inbox u/{user}, send QoS 1 DMs of
-// Size bytes to random peers at Rate per second in total.
+// Size bytes to random peers at Rate per second in total. With several
+// brokers, user i connects to broker i mod N and a share CrossNode of its DMs
+// go to users on other brokers (peerPicker).
 //
 // Each message is checked off three times: the recipient's copy (the main
 // accounting: loss, duplicates), the sender's own copy in u/{sender}, and the
@@ -39,6 +41,8 @@ func (r *run) dm(ctx context.Context) error {
 	}
 	perSender := int(schedule.Plan{Rate: cfg.Rate, Ramp: cfg.Ramp, Duration: cfg.Duration}.Total()/int64(n)) + 1
 	l := newLedger(cfg.RunID, r.m, users, perSender, false, func(_, dest int32, fn func(int)) { fn(int(dest)) })
+	l.nodes = len(cfg.Brokers)
+	peers := peerPicker{users: n, nodes: len(cfg.Brokers), cross: cfg.CrossNode}
 
 	r.setPhase("connecting")
 	clients, err := r.connectUsers(ctx, creds, l, func(int) []string { return nil })
@@ -54,10 +58,7 @@ func (r *run) dm(ctx context.Context) error {
 	r.send(ctx, n, func(i int) func(context.Context, schedule.Tick) {
 		rng := rand.New(rand.NewPCG(seed, uint64(i))) // used by this sender's goroutine only
 		return func(ctx context.Context, t schedule.Tick) {
-			peer := rng.IntN(n - 1)
-			if peer >= i {
-				peer++
-			}
+			peer := peers.pick(rng, i)
 			payload := appendParleyPayload(make([]byte, 0, cfg.Size), parleyCid(cfg.RunID, i, t.Seq), t.Due, cfg.Size)
 			r.publish(ctx, clients[i], l.logs[i], t, int32(peer), protocol.UserInbox(users[peer]), 1, payload, 1, parleyReason)
 		}
@@ -71,13 +72,15 @@ func (r *run) dm(ctx context.Context) error {
 	return nil
 }
 
-// connectUsers connects one persistent-session client per user, subscribed to
-// the user's inbox and to extra(i), delivering to the ledger.
+// connectUsers connects one persistent-session client per user, user i to
+// broker i mod N, subscribed to the user's inbox and to extra(i), delivering
+// to the ledger.
 func (r *run) connectUsers(ctx context.Context, creds []parleyapi.Credential, l *ledger, extra func(i int) []string) ([]*mqttclient.Client, error) {
 	return r.dialAll(ctx, len(creds), func(i int) mqttclient.ClientConfig {
 		c := creds[i]
 		return mqttclient.ClientConfig{
 			Options: mqttclient.Options{
+				Addr:     r.broker(i),
 				ClientID: c.ID + "/lt", Username: c.ID, Password: c.Token,
 				CleanStart: true, SessionExpiry: r.cfg.SessionExpiry,
 				OnMessage: func(m mqttclient.Message) { l.receive(i, m) },

@@ -17,6 +17,8 @@ import (
 // member must get each accepted message, and the sender its own copy (it is
 // subscribed too); every member checks the group inbox's seq, and the
 // senders check the aggregated "delivered" receipts in their own inboxes.
+// With several brokers, user i connects to broker i mod N, so the members of
+// a group are spread over them.
 func (r *run) group(ctx context.Context) error {
 	cfg := r.cfg
 	g, size := cfg.Groups, cfg.Members
@@ -63,6 +65,7 @@ func (r *run) group(ctx context.Context) error {
 	}
 	perSender := int(schedule.Plan{Rate: cfg.Rate, Ramp: cfg.Ramp, Duration: cfg.Duration}.Total()/int64(n)) + 1
 	l := newLedger(cfg.RunID, r.m, users, perSender, true, members)
+	l.nodes = len(cfg.Brokers)
 
 	r.setPhase("connecting")
 	clients, err := r.connectUsers(ctx, creds, l, func(i int) []string {

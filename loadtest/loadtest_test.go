@@ -60,7 +60,7 @@ func TestRawAgainstBareMochi(t *testing.T) {
 			var progress bytes.Buffer
 			cfg := tc.cfg
 			cfg.Workload = WorkloadRaw
-			cfg.Broker = b.Addr()
+			cfg.Brokers = []string{b.Addr()}
 			cfg.Size = 100
 			cfg.Progress = &progress
 			cfg.ProgressInterval = 250 * time.Millisecond
@@ -102,7 +102,7 @@ func TestRawAgainstBareMochi(t *testing.T) {
 func TestConnectionsAgainstBareMochi(t *testing.T) {
 	b := startBroker(t)
 	rep, err := Run(context.Background(), Config{
-		Workload: WorkloadConnections, Broker: b.Addr(), Conns: 50, ConnRate: 500,
+		Workload: WorkloadConnections, Brokers: []string{b.Addr()}, Conns: 50, ConnRate: 500,
 		Hold: 100 * time.Millisecond, Settle: 50 * time.Millisecond, Subscribe: true,
 		PID:    os.Getpid(), // the broker runs in this process
 		Logger: testLogger(t),
@@ -127,15 +127,19 @@ func TestConnectionsAgainstBareMochi(t *testing.T) {
 
 func TestConfigValidate(t *testing.T) {
 	tests := map[string]Config{
-		"unknown workload": {Workload: "nope"},
-		"bad protocol":     {Workload: WorkloadRaw, Protocol: 4},
-		"small size":       {Workload: WorkloadRaw, Size: 10},
-		"qos 2":            {Workload: WorkloadRaw, QoS: 2},
-		"ramp too long":    {Workload: WorkloadRaw, Ramp: time.Minute, Duration: time.Second},
-		"one user":         {Workload: WorkloadDM, Users: 1},
-		"short password":   {Workload: WorkloadDM, UserPassword: "short"},
-		"admin":            {Workload: WorkloadDM, Admin: "nopassword"},
-		"pid and metrics":  {Workload: WorkloadConnections, PID: 1, MetricsURL: "http://x"},
+		"unknown workload":    {Workload: "nope"},
+		"bad protocol":        {Workload: WorkloadRaw, Protocol: 4},
+		"small size":          {Workload: WorkloadRaw, Size: 10},
+		"qos 2":               {Workload: WorkloadRaw, QoS: 2},
+		"ramp too long":       {Workload: WorkloadRaw, Ramp: time.Minute, Duration: time.Second},
+		"one user":            {Workload: WorkloadDM, Users: 1},
+		"short password":      {Workload: WorkloadDM, UserPassword: "short"},
+		"admin":               {Workload: WorkloadDM, Admin: "nopassword"},
+		"pid and metrics":     {Workload: WorkloadConnections, PID: 1, MetricsURL: "http://x"},
+		"bad second broker":   {Workload: WorkloadRaw, Brokers: []string{"127.0.0.1:1883", "nope"}},
+		"http without scheme": {Workload: WorkloadDM, HTTP: []string{"http://127.0.0.1:8080", "127.0.0.1:8081"}},
+		"cross node above 1":  {Workload: WorkloadDM, CrossNode: 1.5},
+		"negative cross node": {Workload: WorkloadDM, CrossNode: -0.1},
 	}
 	for name, cfg := range tests {
 		if err := cfg.Defaults().Validate(); !errors.Is(err, ErrConfig) {

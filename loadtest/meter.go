@@ -30,6 +30,9 @@ type meter struct {
 	lastArrive atomic.Int64 // unix nanos of the last arrival of anything
 
 	ack, delivery, echo, receipt, lag, connect *latency.Recorder
+	// deliverySame and deliveryCross split delivery, with several brokers,
+	// by whether the receiver is on the sender's broker.
+	deliverySame, deliveryCross *latency.Recorder
 
 	errMu sync.Mutex // guards errs
 	errs  map[string]int64
@@ -43,7 +46,7 @@ type meter struct {
 func newMeter() *meter {
 	return &meter{
 		ack: latency.New(), delivery: latency.New(), echo: latency.New(), receipt: latency.New(),
-		lag: latency.New(), connect: latency.New(),
+		lag: latency.New(), connect: latency.New(), deliverySame: latency.New(), deliveryCross: latency.New(),
 		errs:    make(map[string]int64),
 		backlog: func() int64 { return 0 },
 	}
@@ -71,6 +74,20 @@ func (m *meter) errorCounts() map[string]int64 {
 }
 
 func (m *meter) arrived(t time.Time) { m.lastArrive.Store(t.UnixNano()) }
+
+// deliveryLatency records a first copy's publish → delivery latency; with
+// several brokers (nodes > 1) also as same-node or cross-node, by the brokers
+// of the sender and of the receiver.
+func (m *meter) deliveryLatency(d time.Duration, nodes, senderNode, receiverNode int) {
+	m.delivery.Record(d)
+	switch {
+	case nodes <= 1:
+	case senderNode == receiverNode:
+		m.deliverySame.Record(d)
+	default:
+		m.deliveryCross.Record(d)
+	}
+}
 
 func (m *meter) inFlight() int64 {
 	return m.qos1Sent.Load() - m.acked.Load() - m.refused.Load() - m.noAck.Load()
@@ -155,6 +172,7 @@ func (m *meter) latencies() map[string]latency.Summary {
 	for name, r := range map[string]*latency.Recorder{
 		report.LatencyAck: m.ack, report.LatencyDelivery: m.delivery, report.LatencyEcho: m.echo,
 		report.LatencyReceipt: m.receipt, report.LatencySendLag: m.lag, report.LatencyConnect: m.connect,
+		report.LatencyDeliverySameNode: m.deliverySame, report.LatencyDeliveryCrossNode: m.deliveryCross,
 	} {
 		if s := r.Summary(); s.Count > 0 {
 			out[name] = s

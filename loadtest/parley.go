@@ -21,15 +21,27 @@ type Provisioner interface {
 	CreateGroups(ctx context.Context, groups []parleyapi.Group) (ids []string, err error)
 }
 
+// api returns the configured Provisioner, or a client of Parley's HTTP API:
+// of the one node given, or of all of them at once (apis).
 func (r *run) api() Provisioner {
 	if r.cfg.Provisioner != nil {
 		return r.cfg.Provisioner
 	}
-	c := &parleyapi.Client{Base: r.cfg.HTTP}
-	if r.cfg.Admin != "" {
-		c.AdminUser, c.AdminPassword, _ = strings.Cut(r.cfg.Admin, ":")
+	client := func(base string) *parleyapi.Client {
+		c := &parleyapi.Client{Base: base}
+		if r.cfg.Admin != "" {
+			c.AdminUser, c.AdminPassword, _ = strings.Cut(r.cfg.Admin, ":")
+		}
+		return c
 	}
-	return c
+	if len(r.cfg.HTTP) == 1 {
+		return client(r.cfg.HTTP[0])
+	}
+	a := make(apis, len(r.cfg.HTTP))
+	for k, base := range r.cfg.HTTP {
+		a[k] = nodeAPI{Provisioner: client(base), base: base}
+	}
+	return a
 }
 
 // userID returns the id of user i of the run.
@@ -77,6 +89,9 @@ type ledger struct {
 	// group says whether messages go to groups (their copies arrive through
 	// the group's inbox) rather than to users.
 	group bool
+	// nodes is the number of brokers the users are spread over (user i on
+	// broker i mod nodes), for the same-node and cross-node latencies.
+	nodes int
 
 	refs []senderRefs // per sender: server message id → own message, for receipts
 }
@@ -98,7 +113,7 @@ func newLedger(run string, m *meter, users []string, perSender int, group bool, 
 		logs: make([]*account.SendLog, len(users)), inboxes: make([]*account.SeqTracker, len(users)),
 		deliveries: account.NewChecklist(len(users)), copies: account.NewChecklist(len(users)),
 		receipts: account.NewChecklist(len(users)),
-		members:  members, group: group,
+		members:  members, group: group, nodes: 1,
 		refs: make([]senderRefs, len(users)),
 	}
 	for i, u := range users {
@@ -161,7 +176,7 @@ func (l *ledger) receive(x int, msg mqttclient.Message) {
 			m.dups.Add(1)
 			return
 		}
-		m.delivery.Record(msg.Received.Sub(due))
+		m.deliveryLatency(msg.Received.Sub(due), l.nodes, nodeOf(sender, l.nodes), nodeOf(x, l.nodes))
 		m.delivered.Add(1)
 	case protocol.TypeReceipt:
 		if f.Status != "delivered" {

@@ -14,7 +14,9 @@ import (
 // the Subscribers subscribers listens to one topic. Publisher i publishes to
 // topic i%Topics and subscriber j subscribes to topic j%Topics, so one topic
 // gives full fan-out (every subscriber gets every message), one subscriber
-// gives fan-in, and Topics = Publishers = Subscribers gives pairs.
+// gives fan-in, and Topics = Publishers = Subscribers gives pairs. With
+// several brokers, subscriber j connects to broker j mod N and publisher i to
+// broker (i+1) mod N, so that a pair spans two brokers.
 //
 // Every payload carries the run, the publisher, its sequence number and the
 // scheduled send time; subscribers check each (subscriber, publisher) stream
@@ -48,6 +50,7 @@ func (r *run) raw(ctx context.Context) error {
 	_, err := r.dialAll(ctx, S, func(j int) mqttclient.ClientConfig {
 		return mqttclient.ClientConfig{
 			Options: mqttclient.Options{
+				Addr:     r.broker(j),
 				ClientID: fmt.Sprintf("lt-%s-s%d", cfg.RunID, j), CleanStart: true,
 				Username: cfg.Username, Password: cfg.Password,
 				OnMessage: func(m mqttclient.Message) { r.rawArrival(j, m, tag, P, checklist) },
@@ -61,6 +64,7 @@ func (r *run) raw(ctx context.Context) error {
 	}
 	pubs, err := r.dialAll(ctx, P, func(i int) mqttclient.ClientConfig {
 		return mqttclient.ClientConfig{Options: mqttclient.Options{
+			Addr:     cfg.Brokers[rawPublisherNode(i, len(cfg.Brokers))],
 			ClientID: fmt.Sprintf("lt-%s-p%d", cfg.RunID, i), CleanStart: true,
 			Username: cfg.Username, Password: cfg.Password,
 		}}
@@ -111,7 +115,8 @@ func (r *run) rawArrival(j int, m mqttclient.Message, tag uint32, publishers int
 		r.m.dups.Add(1)
 		return
 	}
-	r.m.delivery.Record(m.Received.Sub(h.due))
+	nodes := len(r.cfg.Brokers)
+	r.m.deliveryLatency(m.Received.Sub(h.due), nodes, rawPublisherNode(int(h.publisher), nodes), nodeOf(j, nodes))
 	r.m.delivered.Add(1)
 }
 

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,7 +82,7 @@ func Run(ctx context.Context, cfg Config) (*report.Report, error) {
 	r.m.backlog = r.backlog
 	r.began = time.Now()
 	r.rep = &report.Report{
-		Tool: "parley-loadtest", Workload: cfg.Workload, Broker: cfg.Broker, Protocol: cfg.Protocol,
+		Tool: "parley-loadtest", Workload: cfg.Workload, Broker: strings.Join(cfg.Brokers, ","), Protocol: cfg.Protocol,
 		Started: r.began.UTC().Round(0), Config: cfg.describe(),
 	}
 
@@ -200,11 +201,10 @@ func (r *run) finish() {
 	r.mu.Unlock()
 }
 
-// clientConfig completes a client's configuration with the run's connection
-// settings and hooks.
+// clientConfig completes a client's configuration, whose Addr the workload
+// chose among the brokers, with the run's connection settings and hooks.
 func (r *run) clientConfig(cc mqttclient.ClientConfig) mqttclient.ClientConfig {
 	o := &cc.Options
-	o.Addr = r.cfg.Broker
 	o.Protocol = r.cfg.Protocol
 	o.KeepAlive = r.cfg.KeepAlive
 	o.ReceiveMaximum = r.cfg.ReceiveMaximum

@@ -18,22 +18,27 @@ import (
 const (
 	LatencyAck      = "publish_to_puback"   // scheduled send → PUBACK
 	LatencyDelivery = "publish_to_delivery" // scheduled send → arrival at a receiver
-	LatencyReceipt  = "delivered_receipt"   // scheduled send → "delivered" receipt at the sender (dm)
-	LatencyEcho     = "sender_copy"         // scheduled send → the sender's own copy (dm, group)
-	LatencySendLag  = "send_lag"            // scheduled send → written to the socket
-	LatencyConnect  = "connect"             // scheduled connect → CONNACK (connections)
+	// With several brokers, publish_to_delivery again, split by whether the
+	// receiver is connected to the sender's broker or to another one.
+	LatencyDeliverySameNode  = "publish_to_delivery_same_node"
+	LatencyDeliveryCrossNode = "publish_to_delivery_cross_node"
+	LatencyReceipt           = "delivered_receipt" // scheduled send → "delivered" receipt at the sender (dm)
+	LatencyEcho              = "sender_copy"       // scheduled send → the sender's own copy (dm, group)
+	LatencySendLag           = "send_lag"          // scheduled send → written to the socket
+	LatencyConnect           = "connect"           // scheduled connect → CONNACK (connections)
 )
 
 // latencyOrder returns the order in which the summary lists latencies.
 func latencyOrder() []string {
-	return []string{LatencyAck, LatencyDelivery, LatencyEcho, LatencyReceipt, LatencySendLag, LatencyConnect}
+	return []string{LatencyAck, LatencyDelivery, LatencyDeliverySameNode, LatencyDeliveryCrossNode, LatencyEcho,
+		LatencyReceipt, LatencySendLag, LatencyConnect}
 }
 
 // Report is everything one run measured.
 type Report struct {
 	Tool        string            `json:"tool"`
 	Workload    string            `json:"workload"`
-	Broker      string            `json:"broker"`
+	Broker      string            `json:"broker"` // comma-separated when several
 	Protocol    int               `json:"protocol"`
 	Started     time.Time         `json:"started"`
 	Elapsed     float64           `json:"elapsed_s"` // connect to end of drain

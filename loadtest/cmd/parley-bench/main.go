@@ -12,7 +12,11 @@
 //     store;
 //  4. idle connections: resident memory, Go heap and stacks after a GC, and
 //     CPU per connection, at -idle-conns on each broker and at -max-conns on
-//     Parley.
+//     Parley;
+//  5. the dm workload on one Parley node and on a cluster of three on one
+//     Postgres database, joined through NATS (a nats-server embedded in the
+//     bench, or -cluster-nats): publish → delivery of DMs that cross nodes,
+//     and its ratio to one node's.
 //
 // Results go to -out as a dated Markdown file and a JSON file; the Markdown
 // is printed too. Every figure carries the 1-minute load average measured as
@@ -53,6 +57,7 @@ type options struct {
 	dmRate             float64
 	dmUsers            int
 	searchTarget       time.Duration
+	clusterNATS        string
 	keep               bool
 	render             string
 	log                *slog.Logger
@@ -111,13 +116,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.pgUser, "pg-user", "postgres", "Postgres `user` that may create databases")
 	fs.IntVar(&o.repeat, "repeat", 3, "runs per figure (the median is reported)")
 	fs.BoolVar(&o.quick, "quick", false, "short runs and few connections: checks the bench itself, not the brokers")
-	only := fs.String("only", "raw,dm,group,search,idle", "comma-separated `sections` to run: raw, dm, group, search, idle")
+	only := fs.String("only", "raw,dm,group,search,idle,cluster", "comma-separated `sections` to run: raw, dm, group, search, idle, cluster")
 	fs.IntVar(&o.idleConns, "idle-conns", 10000, "idle connections per broker")
 	fs.IntVar(&o.maxConns, "max-conns", 19500, "idle connections for Parley's largest run (0: skip); ulimit -n bounds it")
 	sources := fs.String("source", "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5", "local `addresses` the largest idle run connects from")
 	fs.Float64Var(&o.dmRate, "dm-rate", 1000, "messages per second of the dm and group runs")
 	fs.IntVar(&o.dmUsers, "dm-users", 200, "users of the dm runs")
 	fs.DurationVar(&o.searchTarget, "search-p99", 100*time.Millisecond, "DM rate search: the highest rate whose p99 publish → delivery stays under this")
+	fs.StringVar(&o.clusterNATS, "cluster-nats", "", "NATS server `URL` for the cluster section's nodes (default: one embedded in the bench on a free port, with JetStream)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (broker logs, every run's report)")
 	fs.StringVar(&o.render, "render", "", "render the results `file` (JSON) of an earlier run as Markdown next to it, and run nothing")
 	if err := fs.Parse(args); err != nil {
@@ -129,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o.only = map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
 		switch s = strings.TrimSpace(s); s {
-		case "raw", "dm", "group", "search", "idle":
+		case "raw", "dm", "group", "search", "idle", "cluster":
 			o.only[s] = true
 		case "":
 		default:
@@ -211,7 +217,7 @@ func bench(ctx context.Context, o *options) (*results, error) {
 		name string
 		fn   func(context.Context, *options, *results) error
 	}{
-		{"raw", runRaw}, {"dm", runDM}, {"group", runGroup}, {"search", runSearch}, {"idle", runIdle},
+		{"raw", runRaw}, {"dm", runDM}, {"group", runGroup}, {"search", runSearch}, {"idle", runIdle}, {"cluster", runCluster},
 	}
 	var errs []error
 	for _, s := range sections {

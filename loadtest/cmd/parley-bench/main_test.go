@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -110,6 +113,104 @@ func TestMarkdown(t *testing.T) {
 	}
 }
 
+// TestClusterMarkdown renders made-up cluster runs: one node and three,
+// the cross-node figures against one node's, and the verdict on the aim.
+func TestClusterMarkdown(t *testing.T) {
+	run := func(nodes, rep int, p50, p99 float64, cross *latencyPair) parleyRun {
+		r := parleyRun{Workload: "dm", Store: storePostgres, Nodes: nodes, Rep: rep, Users: 200, Rate: 1000, Sent: 4000,
+			Receipts: 4000, ReceiptsExpected: 4000, Delivery: latencyPair{P50: p50, P99: p99}, Load1: 1}
+		if nodes > 1 {
+			r.SameNode, r.SameNodeDeliveries = &latencyPair{P50: p50, P99: p99}, 400
+			r.CrossNode, r.CrossNodeDeliveries = cross, 3600
+		}
+		return r
+	}
+	tests := map[string]struct {
+		cluster []parleyRun
+		want    []string
+	}{
+		"met": {
+			cluster: []parleyRun{
+				run(1, 1, 1, 4, nil), run(3, 1, 1.2, 5, &latencyPair{P50: 1.5, P99: 5}),
+				run(1, 2, 1, 5, nil), run(3, 2, 1.2, 6, &latencyPair{P50: 1.5, P99: 6.5}),
+				run(1, 3, 1, 6, nil), run(3, 3, 1.2, 7, &latencyPair{P50: 1.5, P99: 7}),
+			},
+			want: []string{
+				"## Parley cluster: one node and 3 nodes",
+				"| 1 | 3 | 12,000 | 0 | 0 | 0 | 0 | 12,000 of 12,000 | 0.00 | 1.00 / 5.00 | – | – | – | 1.00 |",
+				"| 3 | 3 | 12,000 | 0 | 0 | 0 | 0 | 12,000 of 12,000 | 0.00 | 1.20 / 6.00 | 1.20 / 6.00 | 1.50 / 6.50 | 10,800 (90%) | 1.00 |",
+				"| p50 (ms) | 1.00 | 1.20 | 1.50 | 1.50× | +0.50 |",
+				"| p99 (ms) | 5.00 | 6.00 | 6.50 | 1.30× | +1.50 |",
+				"**Aim met**: cross-node p99 +1.50 ms",
+			},
+		},
+		"too slow": {
+			cluster: []parleyRun{run(1, 1, 1, 4, nil), run(3, 1, 1, 9, &latencyPair{P50: 2, P99: 9})},
+			want:    []string{"**Aim not met**: cross-node p99 +5.00 ms"},
+		},
+		"lost": {
+			cluster: func() []parleyRun {
+				r := run(3, 1, 1, 4, &latencyPair{P50: 1, P99: 4})
+				r.Lost = 2
+				return []parleyRun{run(1, 1, 1, 4, nil), r}
+			}(),
+			want: []string{"**Aim not met**: cross-node p99 +0.00 ms", "2 lost, 0 duplicates, 0 gaps"},
+		},
+		"no cluster": {
+			cluster: func() []parleyRun {
+				r := run(3, 1, 1, 4, nil)
+				r.CrossNodeDeliveries, r.Lost = 0, 3600
+				return []parleyRun{run(1, 1, 1, 4, nil), r}
+			}(),
+			want: []string{"**No DM crossed nodes**"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			res := &results{Started: "2026-11-27T12:00:00Z", Settings: map[string]string{"repeat": "3"}, Cluster: tc.cluster}
+			md := res.markdown()
+			for _, want := range tc.want {
+				if !strings.Contains(md, want) {
+					t.Errorf("markdown lacks %q:\n%s", want, md)
+				}
+			}
+		})
+	}
+}
+
+func TestParleyListening(t *testing.T) {
+	for name, line := range map[string]string{
+		"single": `{"time":"…","level":"INFO","msg":"parley listening","mqtt":"127.0.0.1:40001","ws":"ws://127.0.0.1:40002/mqtt","http":"http://127.0.0.1:40003"}`,
+		"node":   `{"time":"…","level":"INFO","msg":"parley listening","node":"n1","mqtt":"127.0.0.1:40001","ws":"ws://127.0.0.1:40002/mqtt","http":"http://127.0.0.1:40003","metrics":"http://127.0.0.1:40004"}`,
+	} {
+		m := parleyListening.FindStringSubmatch("{\"msg\":\"starting\"}\n" + line + "\n")
+		if m == nil || m[1] != "127.0.0.1:40001" || m[2] != "http://127.0.0.1:40003" {
+			t.Errorf("%s: %q", name, m)
+		}
+	}
+}
+
+// TestStartNATS starts the embedded NATS server the cluster section uses
+// and speaks to it.
+func TestStartNATS(t *testing.T) {
+	ns, err := startNATS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.stop()
+	addr := strings.TrimPrefix(ns.url, "nats://")
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "INFO ") || !strings.Contains(line, `"jetstream":true`) {
+		t.Errorf("greeting %q, %v", line, err)
+	}
+}
+
 func TestGCMem(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/heap", func(w http.ResponseWriter, r *http.Request) {
@@ -150,6 +251,7 @@ func TestFlags(t *testing.T) {
 		"bad source":     {[]string{"-source", "127.0.0.2,x"}, `"x" is not an IP address`},
 		"bad repeat":     {[]string{"-repeat", "0"}, "-repeat must be at least 1"},
 		"extra argument": {[]string{"extra"}, "unexpected arguments"},
+		"cluster":        {[]string{"-quick", "-only", "cluster", "-cluster-nats", "nats://127.0.0.1:4222"}, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -160,6 +262,10 @@ func TestFlags(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Fatalf("error %v, want %q", err, tc.want)
 			case tc.want == "" && name == "quick" && (o.idleConns != 500 || !o.only["idle"] || o.only["dm"]):
+				t.Errorf("options %+v", o)
+			case name == "defaults" && !o.only["cluster"]:
+				t.Error("the cluster section is not on by default")
+			case name == "cluster" && (!o.only["cluster"] || o.only["raw"] || o.clusterNATS != "nats://127.0.0.1:4222" || o.parleyDur != time.Second):
 				t.Errorf("options %+v", o)
 			}
 		})

@@ -105,14 +105,64 @@ func randomSecret() string {
 	return hex.EncodeToString(b)
 }
 
-var parleyListening = regexp.MustCompile(`"msg":"parley listening","mqtt":"([^"]+)","ws":"[^"]*","http":"([^"]+)"`)
+// parleyListening is Parley's start-up line in its JSON log: the addresses
+// it got. Other attributes may come between them (a cluster node's name).
+var parleyListening = regexp.MustCompile(`"msg":"parley listening",.*?"mqtt":"([^"]+)",.*?"http":"([^"]+)"`)
 
 // startParley starts a Parley node on free loopback ports, on the embedded
-// store in the work directory or on a fresh Postgres database, with an
-// administrator for plain MQTT, no publish rate limit, a low bcrypt cost (to
-// provision thousands of users quickly) and pprof on.
+// store in the work directory or on a fresh Postgres database (dropped when
+// it stops), with an administrator for plain MQTT, no publish rate limit, a
+// low bcrypt cost (to provision thousands of users quickly) and pprof on.
 func startParley(o *options, name, label string, postgres bool, extraEnv ...string) (*broker, error) {
-	b := &broker{name: name, label: label, user: "bench", pass: randomSecret()}
+	spec := parleySpec{name: name, label: label, env: extraEnv}
+	var drop func()
+	if postgres {
+		var err error
+		if spec.dbURL, drop, err = createDatabase(o); err != nil {
+			return nil, err
+		}
+	}
+	b, err := startParleyNode(o, spec)
+	if err != nil {
+		if drop != nil {
+			drop()
+		}
+		return nil, err
+	}
+	b.after = drop
+	return b, nil
+}
+
+// parleySpec is a Parley node to start.
+type parleySpec struct {
+	name, label string
+	dbURL       string   // Postgres URL; empty: the embedded store in the work directory
+	adminPass   string   // the bench administrator's password (default: random)
+	env         []string // more settings, PARLEY_…=…
+}
+
+// createDatabase creates a throwaway Postgres database and returns its URL
+// and a function that drops it.
+func createDatabase(o *options) (url string, drop func(), err error) {
+	db := fmt.Sprintf("parley_bench_%d_%s", time.Now().Unix(), randomSecret()[:6])
+	if out, err := exec.Command("createdb", "-h", o.pgHost, "-U", o.pgUser, db).CombinedOutput(); err != nil {
+		return "", nil, fmt.Errorf("createdb %s: %v: %s", db, err, out)
+	}
+	drop = func() {
+		if out, err := exec.Command("dropdb", "-h", o.pgHost, "-U", o.pgUser, "--if-exists", "--force", db).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "parley-bench: dropdb %s: %v: %s\n", db, err, out)
+		}
+	}
+	return fmt.Sprintf("postgres://%s@%s:5432/%s?sslmode=disable", o.pgUser, o.pgHost, db), drop, nil
+}
+
+// startParleyNode starts one Parley process as startParley describes and
+// waits until it listens.
+func startParleyNode(o *options, spec parleySpec) (*broker, error) {
+	b := &broker{name: spec.name, label: spec.label, user: "bench", pass: spec.adminPass}
+	if b.pass == "" {
+		b.pass = randomSecret()
+	}
 	env := []string{
 		"PARLEY_MQTT_ADDR=127.0.0.1:0", "PARLEY_WS_ADDR=127.0.0.1:0", "PARLEY_HTTP_ADDR=127.0.0.1:0",
 		"PARLEY_ADMINS=" + b.user + ":" + b.pass, "PARLEY_LIMITS_RATE=-1", "PARLEY_AUTH_BCRYPT_COST=4",
@@ -120,31 +170,19 @@ func startParley(o *options, name, label string, postgres bool, extraEnv ...stri
 		// Every simulated device connects from 127.0.0.1.
 		"PARLEY_LIMITS_MAX_CONNECTIONS_PER_IP=-1", "PARLEY_LIMITS_CONNECT_RATE_PER_IP=-1",
 	}
-	if postgres {
-		db := fmt.Sprintf("parley_bench_%d_%s", time.Now().Unix(), randomSecret()[:6])
-		if out, err := exec.Command("createdb", "-h", o.pgHost, "-U", o.pgUser, db).CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("createdb %s: %v: %s", db, err, out)
-		}
-		b.after = func() {
-			if out, err := exec.Command("dropdb", "-h", o.pgHost, "-U", o.pgUser, "--if-exists", "--force", db).CombinedOutput(); err != nil {
-				fmt.Fprintf(os.Stderr, "parley-bench: dropdb %s: %v: %s\n", db, err, out)
-			}
-		}
-		env = append(env, fmt.Sprintf("PARLEY_DATABASE_URL=postgres://%s@%s:5432/%s?sslmode=disable", o.pgUser, o.pgHost, db))
+	if spec.dbURL != "" {
+		env = append(env, "PARLEY_DATABASE_URL="+spec.dbURL)
 	} else {
-		dir := filepath.Join(o.work, name+"-data")
+		dir := filepath.Join(o.work, spec.name+"-data")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
 		env = append(env, "PARLEY_DATABASE_PATH="+filepath.Join(dir, "parley.db"))
 	}
-	env = append(env, extraEnv...)
+	env = append(env, spec.env...)
 	var err error
-	b.cmd, b.log, b.done, err = spawn(o.work, name, env, filepath.Join(o.bin, "parley"))
+	b.cmd, b.log, b.done, err = spawn(o.work, spec.name, env, filepath.Join(o.bin, "parley"))
 	if err != nil {
-		if b.after != nil {
-			b.after()
-		}
 		return nil, err
 	}
 	m, err := waitLog(b.log, b.done, parleyListening, 60*time.Second)

@@ -21,6 +21,7 @@ type results struct {
 	Group    []parleyRun       `json:"group,omitempty"`
 	Search   []searchResult    `json:"dm_rate_search,omitempty"`
 	Idle     []idleRun         `json:"idle,omitempty"`
+	Cluster  []parleyRun       `json:"cluster,omitempty"` // dm on one node (Nodes 1) and on a cluster
 	Notes    []string          `json:"notes,omitempty"`
 }
 
@@ -90,11 +91,32 @@ type parleyRun struct {
 	Receipt          latencyPair `json:"receipt"`
 	Errors           int64       `json:"errors"`
 	Warnings         []string    `json:"warnings,omitempty"`
+	// Several nodes (the cluster section): delivery again, split by whether
+	// the recipient was connected to the sender's node or to another one.
+	Nodes               int          `json:"nodes,omitempty"`
+	SameNode            *latencyPair `json:"same_node,omitempty"`
+	CrossNode           *latencyPair `json:"cross_node,omitempty"`
+	SameNodeDeliveries  int64        `json:"same_node_deliveries,omitempty"`
+	CrossNodeDeliveries int64        `json:"cross_node_deliveries,omitempty"`
 }
 
 func (r parleyRun) String() string {
 	return fmt.Sprintf("sent %d, lost %d, dup %d, gaps %d, reordered %d, p99 puback %.1f / delivery %.1f / receipt %.1f ms, %.0f deliveries/s",
 		r.Sent, r.Lost, r.Duplicates, r.Gaps, r.Reordered, r.Ack.P99, r.Delivery.P99, r.Receipt.P99, r.Throughput)
+}
+
+// clusterString is String for the cluster section: with the same-node and
+// cross-node latencies.
+func (r parleyRun) clusterString() string {
+	s := fmt.Sprintf("sent %d, lost %d, dup %d, gaps %d, reordered %d, p50/p99 delivery %.2f/%.2f ms",
+		r.Sent, r.Lost, r.Duplicates, r.Gaps, r.Reordered, r.Delivery.P50, r.Delivery.P99)
+	if r.SameNode != nil {
+		s += fmt.Sprintf(", same node %.2f/%.2f ms", r.SameNode.P50, r.SameNode.P99)
+	}
+	if r.CrossNode != nil {
+		s += fmt.Sprintf(", cross node %.2f/%.2f ms (%d deliveries)", r.CrossNode.P50, r.CrossNode.P99, r.CrossNodeDeliveries)
+	}
+	return s
 }
 
 // passes says whether a dm run meets the search's target: everything sent
@@ -460,10 +482,18 @@ func (res *results) markdown() string {
 		p("\n")
 	}
 
+	if len(res.Cluster) > 0 {
+		res.clusterMarkdown(p)
+	}
+
 	var warns []string
-	for _, r := range append(slices.Clone(res.DM), res.Group...) {
+	for _, r := range append(append(slices.Clone(res.DM), res.Group...), res.Cluster...) {
+		what := r.Workload + " " + r.Store
+		if r.Nodes > 0 {
+			what = fmt.Sprintf("cluster section, %d node(s),", r.Nodes)
+		}
 		for _, w := range r.Warnings {
-			warns = append(warns, fmt.Sprintf("- %s %s #%d: %s", r.Workload, r.Store, r.Rep, w))
+			warns = append(warns, fmt.Sprintf("- %s #%d: %s", what, r.Rep, w))
 		}
 	}
 	if len(warns) > 0 || len(res.Notes) > 0 {
@@ -474,4 +504,125 @@ func (res *results) markdown() string {
 		p("%s\n", strings.Join(warns, "\n"))
 	}
 	return b.String()
+}
+
+// clusterMarkdown renders the cluster section: the runs on one node and on
+// the cluster, then cross-node publish → delivery against one node's, and
+// whether the aim is met.
+func (res *results) clusterMarkdown(p func(format string, args ...any)) {
+	byNodes := map[int][]parleyRun{}
+	var sizes []int
+	for _, r := range res.Cluster {
+		if byNodes[r.Nodes] == nil {
+			sizes = append(sizes, r.Nodes)
+		}
+		byNodes[r.Nodes] = append(byNodes[r.Nodes], r)
+	}
+	slices.Sort(sizes)
+	n := sizes[len(sizes)-1]
+	r0 := res.Cluster[0]
+	p("## Parley cluster: one node and %d nodes\n\n", n)
+	p("dm workload on Postgres, %d users (MQTT 5, persistent sessions), %s DMs/s in total, on one Parley node and on a cluster of %d Parley processes on this machine "+
+		"that share one database and are joined through NATS (%s); %s. Publish → delivery is split by whether the recipient is connected to the sender's node "+
+		"(*same node*) or to another one (*cross node*). Aim: a DM that crosses nodes takes at most %s ms more at p99 than on one node, at 1,000 DMs/s, "+
+		"with nothing lost, duplicated or missing.\n\n",
+		r0.Users, num(r0.Rate), n, res.Settings["cluster_nats"], res.Settings["cluster"], ms(clusterAim))
+	p("| nodes | runs | sent | lost | duplicates | gaps | out of order | receipts | PUBACK p99 (ms) | delivery p50 / p99 (ms) | same node p50 / p99 (ms) | cross node p50 / p99 (ms) | cross-node deliveries | load |\n")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	type sums struct{ sent, lost, dup, gaps, reord, rc, rcExp, same, cross int64 }
+	total := map[int]sums{}
+	for _, k := range sizes {
+		runs := byNodes[k]
+		var t sums
+		var ls []float64
+		for _, r := range runs {
+			t.sent, t.lost, t.dup, t.gaps, t.reord = t.sent+r.Sent, t.lost+r.Lost, t.dup+r.Duplicates, t.gaps+r.Gaps, t.reord+r.Reordered
+			t.rc, t.rcExp = t.rc+r.Receipts, t.rcExp+r.ReceiptsExpected
+			t.same, t.cross = t.same+r.SameNodeDeliveries, t.cross+r.CrossNodeDeliveries
+			ls = append(ls, r.Load1)
+		}
+		total[k] = t
+		pair := func(f func(parleyRun) *latencyPair) string {
+			if k == 1 {
+				return "–"
+			}
+			return ms(medianOf(runs, func(r parleyRun) float64 { return pairP(f(r), 50) })) + " / " +
+				ms(medianOf(runs, func(r parleyRun) float64 { return pairP(f(r), 99) }))
+		}
+		cross := "–"
+		if k > 1 {
+			cross = fmt.Sprintf("%s (%.0f%%)", num(float64(t.cross)), 100*float64(t.cross)/float64(max(t.same+t.cross, 1)))
+		}
+		p("| %d | %d | %s | %d | %d | %d | %d | %s of %s | %s | %s / %s | %s | %s | %s | %s |\n", k, len(runs), num(float64(t.sent)),
+			t.lost, t.dup, t.gaps, t.reord, num(float64(t.rc)), num(float64(t.rcExp)),
+			ms(medianOf(runs, func(r parleyRun) float64 { return r.Ack.P99 })),
+			ms(medianOf(runs, func(r parleyRun) float64 { return r.Delivery.P50 })), ms(medianOf(runs, func(r parleyRun) float64 { return r.Delivery.P99 })),
+			pair(func(r parleyRun) *latencyPair { return r.SameNode }), pair(func(r parleyRun) *latencyPair { return r.CrossNode }),
+			cross, loads(ls))
+	}
+	p("\nCounts are summed over the runs, latencies are medians of the runs' figures; one node and the cluster ran in turn.\n\n")
+	one, many := byNodes[1], byNodes[n]
+	if len(one) == 0 || n == 1 {
+		return
+	}
+	var d [2]struct{ one, same, cross float64 }
+	for i, q := range []float64{50, 99} {
+		d[i].one = medianOf(one, func(r parleyRun) float64 { return pairP(&r.Delivery, q) })
+		d[i].same = medianOf(many, func(r parleyRun) float64 { return pairP(r.SameNode, q) })
+		d[i].cross = medianOf(many, func(r parleyRun) float64 { return pairP(r.CrossNode, q) })
+	}
+	p("| publish → delivery | 1 node | %d nodes, same node | %d nodes, cross node | cross node / 1 node | added (ms) |\n|---|---:|---:|---:|---:|---:|\n", n, n)
+	for i, q := range []string{"p50", "p99"} {
+		p("| %s (ms) | %s | %s | %s | %s | %s |\n", q, ms(d[i].one), ms(d[i].same), ms(d[i].cross), ratio(d[i].cross, d[i].one), signedMs(d[i].cross-d[i].one))
+	}
+	p("\n*Same node* shows what running %d nodes on this machine costs by itself (they share its cores with the load tester); "+
+		"*cross node* adds the hop through NATS.\n", n)
+	t := total[n]
+	added := d[1].cross - d[1].one
+	switch {
+	case t.cross == 0:
+		p("\n**No DM crossed nodes**: the nodes did not deliver to each other's users (was `parley` built with clustering, `PARLEY_CLUSTER_NATS_URL`?). Aim not met.\n\n")
+	default:
+		met := t.lost == 0 && t.dup == 0 && t.gaps == 0 && added <= clusterAim
+		verdict := "not met"
+		if met {
+			verdict = "met"
+		}
+		p("\n**Aim %s**: cross-node p99 %s ms against one node's (aim: at most +%s ms); in the cluster runs %d lost, %d duplicates, %d gaps.",
+			verdict, signedMs(added), ms(clusterAim), t.lost, t.dup, t.gaps)
+		if r0.Rate != 1000 {
+			p(" (The aim is stated at 1,000 DMs/s; these runs were at %s/s.)", num(r0.Rate))
+		}
+		p("\n\n")
+	}
+}
+
+// pairP returns a latency pair's p50 or p99, NaN for none.
+func pairP(l *latencyPair, q float64) float64 {
+	switch {
+	case l == nil:
+		return math.NaN()
+	case q == 50:
+		return l.P50
+	}
+	return l.P99
+}
+
+// medianOf returns the median of f over the runs, leaving NaNs out.
+func medianOf(runs []parleyRun, f func(parleyRun) float64) float64 {
+	var v []float64
+	for _, r := range runs {
+		if x := f(r); !math.IsNaN(x) {
+			v = append(v, x)
+		}
+	}
+	return median(v)
+}
+
+// signedMs renders a difference in milliseconds with its sign.
+func signedMs(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%+.2f", v)
 }

@@ -83,7 +83,7 @@ func rawOnce(ctx context.Context, o *options, b *broker, qos byte, mode string, 
 		rate = o.latRates[qos]
 	}
 	cfg := loadtest.Config{
-		Workload: loadtest.WorkloadRaw, Broker: b.mqtt, Protocol: 3, QoS: qos,
+		Workload: loadtest.WorkloadRaw, Brokers: []string{b.mqtt}, Protocol: 3, QoS: qos,
 		Publishers: rawPairs, Subscribers: rawPairs, Topics: rawPairs, Size: 64,
 		Rate: rate, Duration: o.rawDur, Drain: 3 * time.Second,
 		Username: b.user, Password: b.pass, Logger: o.log,
@@ -161,9 +161,13 @@ func storeLabel(s string) string {
 	return "Parley (embedded SQLite)"
 }
 
-// parleyOnce runs the dm or group workload against a Parley node.
-func parleyOnce(ctx context.Context, o *options, b *broker, store string, cfg loadtest.Config, rep int) (parleyRun, error) {
-	cfg.Broker, cfg.HTTP, cfg.Admin, cfg.Logger = b.mqtt, b.http, b.user+":"+b.pass, o.log
+// parleyOnce runs the dm or group workload against a Parley node, or
+// against the nodes of a cluster (which share their administrator).
+func parleyOnce(ctx context.Context, o *options, nodes []*broker, store string, cfg loadtest.Config, rep int) (parleyRun, error) {
+	for _, b := range nodes {
+		cfg.Brokers, cfg.HTTP = append(cfg.Brokers, b.mqtt), append(cfg.HTTP, b.http)
+	}
+	cfg.Admin, cfg.Logger = nodes[0].user+":"+nodes[0].pass, o.log
 	if cfg.Duration == 0 {
 		cfg.Duration = o.parleyDur
 	}
@@ -197,6 +201,12 @@ func parleyOnce(ctx context.Context, o *options, b *broker, store string, cfg lo
 			*dst = latencyPair{P50: s.P50, P99: s.P99}
 		}
 	}
+	if s, ok := rp.Latency[report.LatencyDeliverySameNode]; ok {
+		r.SameNode, r.SameNodeDeliveries = &latencyPair{P50: s.P50, P99: s.P99}, s.Count
+	}
+	if s, ok := rp.Latency[report.LatencyDeliveryCrossNode]; ok {
+		r.CrossNode, r.CrossNodeDeliveries = &latencyPair{P50: s.P50, P99: s.P99}, s.Count
+	}
 	r.Errors = errorCount(rp)
 	r.Warnings = append(r.Warnings, rp.Warnings...)
 	return r, nil
@@ -211,7 +221,7 @@ func runDM(ctx context.Context, o *options, res *results) error {
 			return err
 		}
 		for rep := 1; rep <= o.repeat; rep++ {
-			r, err := parleyOnce(ctx, o, b, store, loadtest.Config{Workload: loadtest.WorkloadDM, Users: o.dmUsers, Rate: o.dmRate}, rep)
+			r, err := parleyOnce(ctx, o, []*broker{b}, store, loadtest.Config{Workload: loadtest.WorkloadDM, Users: o.dmUsers, Rate: o.dmRate}, rep)
 			if err != nil {
 				return err
 			}
@@ -235,7 +245,7 @@ func runGroup(ctx context.Context, o *options, res *results) error {
 		}
 		for rep := 1; rep <= o.repeat; rep++ {
 			cfg := loadtest.Config{Workload: loadtest.WorkloadGroup, Groups: groupCount, Members: groupMembers, Rate: o.dmRate / 5}
-			r, err := parleyOnce(ctx, o, b, store, cfg, rep)
+			r, err := parleyOnce(ctx, o, []*broker{b}, store, cfg, rep)
 			if err != nil {
 				return err
 			}
@@ -266,7 +276,7 @@ func runSearch(ctx context.Context, o *options, res *results) error {
 		s := searchResult{Store: store, Target: o.searchTarget.Seconds() * 1000, Users: o.dmUsers, Duration: dur.Seconds()}
 		try := func(rate float64, rep int) (parleyRun, bool, error) {
 			cfg := loadtest.Config{Workload: loadtest.WorkloadDM, Users: o.dmUsers, Rate: math.Round(rate), Duration: dur}
-			r, err := parleyOnce(ctx, o, b, store, cfg, rep)
+			r, err := parleyOnce(ctx, o, []*broker{b}, store, cfg, rep)
 			if err != nil {
 				return r, false, err
 			}
@@ -378,14 +388,14 @@ func runIdle(ctx context.Context, o *options, res *results) error {
 func idleOnce(ctx context.Context, o *options, b *broker, conns int, sources []net.IP) (idleRun, error) {
 	r := idleRun{Broker: b.name, Label: b.label, Conns: conns, Sources: len(sources), Load1: loadAvg(), Hold: o.hold.Seconds()}
 	cfg := loadtest.Config{
-		Workload: loadtest.WorkloadConnections, Broker: b.mqtt, Protocol: 5, Conns: conns, ConnRate: 2000,
+		Workload: loadtest.WorkloadConnections, Brokers: []string{b.mqtt}, Protocol: 5, Conns: conns, ConnRate: 2000,
 		Settle: 3 * time.Second, Hold: o.hold, Subscribe: true, Sources: sources, PID: b.pid(), Logger: o.log,
 		ConnectTimeout: 30 * time.Second,
 	}
 	if b.http != "" {
 		// Parley: users with persistent sessions, subscribed to their inboxes.
 		// The same ids every run: a later run reuses the users.
-		cfg.HTTP, cfg.Admin, cfg.UserPrefix, cfg.UserPassword = b.http, b.user+":"+b.pass, "idle-", "idle-password"
+		cfg.HTTP, cfg.Admin, cfg.UserPrefix, cfg.UserPassword = []string{b.http}, b.user+":"+b.pass, "idle-", "idle-password"
 	}
 	if b.pprof != "" {
 		gm, err := gcMem(ctx, b.pprof)

@@ -4,6 +4,12 @@
 //	parley-loadtest connections -broker 127.0.0.1:1884 -conns 10000 -conn-rate 1000 -hold 30s -pid 1234
 //	parley-loadtest dm          -broker 127.0.0.1:1883 -http http://127.0.0.1:8080 -admin admin:pw -users 200 -rate 500
 //	parley-loadtest group       … (needs Parley's group API)
+//	parley-loadtest dm          -broker 127.0.0.1:1883,127.0.0.1:1884,127.0.0.1:1885 \
+//	                            -http http://127.0.0.1:8080,http://127.0.0.1:8081,http://127.0.0.1:8082 -admin admin:pw
+//
+// With several brokers (a cluster's nodes) connection i goes to broker i mod
+// N, most DMs go to a user on another broker, and publish → delivery is also
+// reported for same-node and cross-node deliveries apart.
 //
 // It prints a progress line every second on stderr and a summary on stdout;
 // -json and -plot write the report for machines and as a chart. SIGINT or
@@ -152,6 +158,7 @@ type options struct {
 	quiet            bool
 	logLevel         slog.Level
 	sources, plotDim string
+	brokers, http    string
 	qos              uint
 	receiveMax       uint
 }
@@ -171,7 +178,7 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 	fs.SetOutput(stderr)
 
 	// Connections: every workload.
-	fs.StringVar(&c.Broker, "broker", "127.0.0.1:1883", "MQTT broker `host:port`")
+	fs.StringVar(&o.brokers, "broker", "127.0.0.1:1883", "MQTT broker `host:port`, or several, comma-separated (a cluster's nodes): connection i goes to broker i mod N")
 	fs.IntVar(&c.Protocol, "protocol", 5, "MQTT version: 5, or 3 for 3.1.1")
 	fs.DurationVar(&c.KeepAlive, "keepalive", 0, "MQTT keep-alive (default 30s)")
 	fs.UintVar(&o.receiveMax, "receive-max", 0, "MQTT 5 Receive Maximum announced in CONNECT (default 1024; connections: 32)")
@@ -222,7 +229,7 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 	}
 	switch workload {
 	case loadtest.WorkloadDM, loadtest.WorkloadGroup, loadtest.WorkloadConnections:
-		fs.StringVar(&c.HTTP, "http", "", "Parley HTTP API `URL` (default http://127.0.0.1:8080)")
+		fs.StringVar(&o.http, "http", "", "Parley HTTP API `URL`, or one per node, comma-separated: users are provisioned through all at once (default http://127.0.0.1:8080)")
 		fs.StringVar(&c.Admin, "admin", "", "Parley admin `name:password` (PARLEY_ADMINS) for bulk user provisioning"+
 			map[bool]string{true: "; connections then log in as Parley users", false: ""}[workload == loadtest.WorkloadConnections])
 		fs.StringVar(&c.UserPrefix, "user-prefix", "", "user ids are PREFIX + index (default lt-RUNID-)")
@@ -235,6 +242,7 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 	switch workload {
 	case loadtest.WorkloadDM:
 		fs.IntVar(&c.Users, "users", 100, "users, each with one persistent connection")
+		fs.Float64Var(&c.CrossNode, "cross-node", 0, "with several brokers: `share` of DMs sent to a user on another broker (default 0.9; 1: all)")
 	case loadtest.WorkloadGroup:
 		fs.IntVar(&c.Groups, "groups", 10, "groups")
 		fs.IntVar(&c.Members, "members", 10, "members per group (each a user with a connection)")
@@ -259,6 +267,13 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 		return nil, fmt.Errorf("-receive-max must be at most 65535")
 	}
 	c.ReceiveMaximum = uint16(o.receiveMax)
+	var err error
+	if c.Brokers, err = splitList("-broker", o.brokers); err != nil {
+		return nil, err
+	}
+	if c.HTTP, err = splitList("-http", o.http); err != nil {
+		return nil, err
+	}
 	if o.sources != "" {
 		for _, s := range strings.Split(o.sources, ",") {
 			ip := net.ParseIP(strings.TrimSpace(s))
@@ -279,4 +294,21 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 		o.plotW, o.plotH = report.DefaultPlotWidth, report.DefaultPlotHeight
 	}
 	return o, nil
+}
+
+// splitList splits a comma-separated flag value; empty gives nil (the
+// default), an empty item is an error.
+func splitList(name, v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return nil, fmt.Errorf("%s: empty item in %q", name, v)
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

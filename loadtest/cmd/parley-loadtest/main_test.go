@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,14 +24,19 @@ func TestUsage(t *testing.T) {
 		code int
 		want string
 	}{
-		"no args":          {nil, exitUsage, "usage: parley-loadtest WORKLOAD"},
-		"help":             {[]string{"help"}, exitOK, "Workloads:"},
-		"unknown workload": {[]string{"bogus"}, exitUsage, `unknown workload "bogus"`},
-		"bad flag":         {[]string{"raw", "-nope"}, exitUsage, "flag provided but not defined: -nope"},
-		"workload help":    {[]string{"dm", "-h"}, exitOK, "-admin"},
-		"bad qos":          {[]string{"raw", "-qos", "2"}, exitUsage, "-qos must be 0 or 1"},
-		"bad source":       {[]string{"raw", "-source", "127.0.0.2,nope"}, exitUsage, `"nope" is not an IP address`},
-		"bad config":       {[]string{"raw", "-size", "10", "-broker", "127.0.0.1:1"}, exitError, "size must be at least 28"},
+		"no args":           {nil, exitUsage, "usage: parley-loadtest WORKLOAD"},
+		"help":              {[]string{"help"}, exitOK, "Workloads:"},
+		"unknown workload":  {[]string{"bogus"}, exitUsage, `unknown workload "bogus"`},
+		"bad flag":          {[]string{"raw", "-nope"}, exitUsage, "flag provided but not defined: -nope"},
+		"workload help":     {[]string{"dm", "-h"}, exitOK, "-admin"},
+		"bad qos":           {[]string{"raw", "-qos", "2"}, exitUsage, "-qos must be 0 or 1"},
+		"bad source":        {[]string{"raw", "-source", "127.0.0.2,nope"}, exitUsage, `"nope" is not an IP address`},
+		"bad config":        {[]string{"raw", "-size", "10", "-broker", "127.0.0.1:1"}, exitError, "size must be at least 28"},
+		"empty broker":      {[]string{"raw", "-broker", "127.0.0.1:1,,127.0.0.1:2"}, exitUsage, "-broker: empty item"},
+		"bad broker":        {[]string{"raw", "-broker", "127.0.0.1:1,nope"}, exitError, `broker "nope"`},
+		"empty http":        {[]string{"dm", "-http", "http://a:1,"}, exitUsage, "-http: empty item"},
+		"bad cross-node":    {[]string{"dm", "-broker", "127.0.0.1:1,127.0.0.1:2", "-cross-node", "2"}, exitError, "cross-node share"},
+		"cross-node on raw": {[]string{"raw", "-cross-node", "0.5"}, exitUsage, "flag provided but not defined: -cross-node"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -39,6 +46,41 @@ func TestUsage(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Errorf("stderr lacks %q:\n%s", tc.want, stderr.String())
+			}
+		})
+	}
+}
+
+func TestParseBrokers(t *testing.T) {
+	tests := map[string]struct {
+		args      []string
+		brokers   []string
+		http      []string
+		crossNode float64
+	}{
+		"defaults": {args: []string{"dm"}},
+		"one":      {args: []string{"dm", "-broker", "10.0.0.1:1883", "-http", "http://10.0.0.1:8080"}, brokers: []string{"10.0.0.1:1883"}, http: []string{"http://10.0.0.1:8080"}},
+		"three": {
+			args:    []string{"dm", "-broker", "a:1, b:2 ,c:3", "-http", "http://a:8080,http://b:8080", "-cross-node", "0.75"},
+			brokers: []string{"a:1", "b:2", "c:3"}, http: []string{"http://a:8080", "http://b:8080"}, crossNode: 0.75,
+		},
+		"connections": {args: []string{"connections", "-broker", "a:1,b:2"}, brokers: []string{"a:1", "b:2"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			o, err := parseFlags(tc.args[0], tc.args[1:], io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := o.cfg
+			if tc.brokers == nil {
+				tc.brokers = []string{"127.0.0.1:1883"} // the flag's default
+			}
+			if !slices.Equal(c.Brokers, tc.brokers) || !slices.Equal(c.HTTP, tc.http) || c.CrossNode != tc.crossNode {
+				t.Errorf("brokers %q, http %q, cross-node %v", c.Brokers, c.HTTP, c.CrossNode)
+			}
+			if err := c.Defaults().Validate(); err != nil {
+				t.Errorf("validate: %v", err)
 			}
 		})
 	}

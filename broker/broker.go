@@ -369,13 +369,23 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 		s.metricsHTTP = cfg.newHTTPServer(h)
 	}
+	var groupsBroker groups.Broker = inbox
+	var presenceAPI api.Presence = presence
+	if bus != nil {
+		groupsBroker = clusterGroups{inbox, bus}
+		presenceAPI = clusterPresence{presence, bus}
+		if err := s.handleEvents(); err != nil {
+			bus.Close()
+			return nil, err
+		}
+	}
 	s.api = api.New(api.Config{
 		Metrics:  apiMetrics,
 		Ready:    s.ready,
 		Degraded: s.degraded,
 		Static:   d.Static,
-		Presence: presence,
-		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, inbox),
+		Presence: presenceAPI,
+		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, groupsBroker),
 		Push:     pushAPI,
 	}, d.Accounts, d.Store, log.With("component", "api"))
 	var handler http.Handler = s.api

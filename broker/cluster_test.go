@@ -283,3 +283,150 @@ func TestClusterAdminWildcard(t *testing.T) {
 		t.Fatalf("admin got %d distinct entries, want 6 (3 in u/bob, 3 in u/alice): %v", len(count), count)
 	}
 }
+
+// TestClusterTakeover: a device connects with the client id it holds on
+// node 1 to node 2 (its network changed, the load balancer chose another
+// node). Node 1 disconnects the old connection with 0x8E (session taken
+// over) and forgets the session; the device loses nothing sent meanwhile.
+func TestClusterTakeover(t *testing.T) {
+	c := brokertest.StartCluster(t, 2, brokertest.Options{})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	at, bt := n1.User("alice"), n1.User("bob")
+	old := n1.MustV5("bob", bt, "bob/phone", persistent)
+	old.Sub(t, "u/bob", 1)
+	alice := n1.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	alice.Pub(t, "u/bob", "one")
+	old.In.WaitN(t, 1, protocol.TypeMsg)
+	n1.WaitCursor(t, "bob/phone", "u/bob", 1)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 20 {
+			alice.Pub(t, "u/bob", fmt.Sprintf("during %d", i))
+		}
+	}()
+	// The same client id, resuming its session, on the other node.
+	dev := n2.MustV5("bob", bt, "bob/phone", persistent)
+	dev.Sub(t, "u/bob", 1)
+	select {
+	case d := <-old.ServerDisconnect:
+		if d.ReasonCode != 0x8E {
+			t.Fatalf("old connection: DISCONNECT %#x, want 0x8E session taken over", d.ReasonCode)
+		}
+	case <-time.After(brokertest.Patience(10 * time.Second)):
+		t.Fatal("the old connection on node 1 was not disconnected")
+	}
+	n1.WaitGone(t, "bob/phone")
+	wg.Wait()
+	// Everything after seq 1 reaches the device on node 2, once each.
+	got := dev.In.WaitFor(t, 10*time.Second, "the 20 messages", func(ms []brokertest.Msg) bool {
+		return len(msgs(t, ms)) >= 20
+	})
+	ss := seqs(t, got)
+	seen := map[int64]bool{}
+	for _, s := range ss {
+		if seen[s] {
+			t.Fatalf("seq %d twice: %v", s, ss)
+		}
+		seen[s] = true
+	}
+	for s := int64(2); s <= 21; s++ {
+		if !seen[s] {
+			t.Fatalf("seq %d missing: %v", s, ss)
+		}
+	}
+	// Node 1 keeps nothing of the session: one connection is left, in the
+	// cluster.
+	if n1.Srv.HasSession("bob/phone") {
+		t.Fatal("node 1 still holds bob/phone's session")
+	}
+	if !n2.Srv.Connected("bob/phone") {
+		t.Fatal("bob/phone is not connected to node 2")
+	}
+}
+
+// TestClusterGroupRemoval: a member removed on node 1 stops receiving the
+// group at once on node 3, where it is connected: the next message, sent
+// right after the removal, does not reach it. A member added on node 1 can
+// subscribe on node 2 at once (no stale cache refuses it).
+func TestClusterGroupRemoval(t *testing.T) {
+	c := brokertest.StartCluster(t, 3, brokertest.Options{})
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	at, bt, ct, dt := n1.User("alice"), n1.User("bob"), n1.User("carol"), n1.User("dave")
+	g := createGroup(t, n1, at, "Trip", "bob", "carol")
+	topic := protocol.GroupInbox(g.ID)
+	bob := n2.MustV5("bob", bt, "bob/phone", persistent)
+	bob.Sub(t, topic, 1)
+	carol := n3.MustV5("carol", ct, "carol/phone", persistent)
+	carol.Sub(t, topic, 1)
+	// alice's laptop on node 3 tells when node 3 has fanned out an entry.
+	aliceN3 := n3.MustV5("alice", at, "alice/laptop", persistent)
+	aliceN3.Sub(t, topic, 1)
+	// dave, not a member yet, is refused on node 2: its cache now says so.
+	dave := n2.MustV5("dave", dt, "dave/phone", persistent)
+	if rc := dave.Sub(t, topic, 1); rc[0] < 0x80 {
+		t.Fatalf("a non-member's SUBSCRIBE: %#x, want a refusal", rc[0])
+	}
+	alice := n1.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	alice.Pub(t, topic, "before")
+	carol.In.WaitN(t, 1, protocol.TypeMsg)
+
+	if code := n1.HTTPDo("DELETE", "/v1/groups/"+g.ID+"/members/carol", at, nil, nil); code != 200 && code != 204 {
+		t.Fatalf("remove carol: %d", code)
+	}
+	if code := n1.HTTPDo("POST", "/v1/groups/"+g.ID+"/members", at, map[string]string{"user": "dave"}, nil); code != 200 {
+		t.Fatalf("add dave: %d", code)
+	}
+	alice.Pub(t, topic, "after")
+	// bob (a member throughout) has both; carol only the first.
+	bob.In.WaitN(t, 2, protocol.TypeMsg)
+	// dave subscribes on node 2 at once: the added member is known there.
+	if rc := dave.Sub(t, topic, 1); rc[0] >= 0x80 {
+		t.Fatalf("the added member's SUBSCRIBE on node 2: %#x", rc[0])
+	}
+	alice.Pub(t, topic, "marker")
+	bob.In.WaitN(t, 3, protocol.TypeMsg)
+	dave.In.WaitFor(t, 10*time.Second, "the marker", func(ms []brokertest.Msg) bool {
+		for _, h := range msgs(t, ms) {
+			if h.Seq > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	// Node 3 fans out a group's entries and membership changes in the
+	// order node 1 announced them: once alice's laptop there has the
+	// marker, node 3 is done with "after" too, and carol did not get it.
+	aliceN3.In.WaitFor(t, 10*time.Second, "the marker on node 3", func(ms []brokertest.Msg) bool {
+		return len(msgs(t, ms)) >= 3
+	})
+	if got := msgs(t, carol.In.All()); len(got) != 1 {
+		t.Fatalf("carol, removed, received %d messages: %+v", len(got), got)
+	}
+}
+
+// TestClusterPrivacy: a privacy change made through node 1 ends, on node 2,
+// the subscriptions to p/{user} it no longer allows.
+func TestClusterPrivacy(t *testing.T) {
+	c := brokertest.StartCluster(t, 2, brokertest.Options{})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	at, bt := n1.User("alice"), n1.User("bob")
+	if code := n1.HTTPDo("PUT", "/v1/me/presence", at, map[string]string{"privacy": "everyone"}, nil); code != 200 {
+		t.Fatalf("privacy everyone: %d", code)
+	}
+	bob := n2.MustV5("bob", bt, "bob/phone", brokertest.V5Options{})
+	if rc := bob.Sub(t, "p/alice", 1); rc[0] >= 0x80 {
+		t.Fatalf("SUBSCRIBE p/alice: %#x", rc[0])
+	}
+	if !n2.Srv.Subscribed("bob/phone", "p/alice") {
+		t.Fatal("bob's subscription is not on node 2")
+	}
+	if code := n1.HTTPDo("PUT", "/v1/me/presence", at, map[string]string{"privacy": "nobody"}, nil); code != 200 {
+		t.Fatalf("privacy nobody: %d", code)
+	}
+	testwait.Until(t, 10*time.Second, "node 2 ends bob's subscription to p/alice", func() bool {
+		return !n2.Srv.Subscribed("bob/phone", "p/alice")
+	})
+}

@@ -11,3 +11,21 @@ func (s *Server) Connected(clientID string) bool {
 // ClusterConnected reports whether the node is connected to its cluster's
 // bus (false on a single node).
 func (s *Server) ClusterConnected() bool { return s.bus != nil && s.bus.Check() == nil }
+
+// HasSession reports whether the node holds a session (connected or not)
+// for a client id.
+func (s *Server) HasSession(clientID string) bool {
+	_, ok := s.mqtt.Clients.Get(clientID)
+	return ok
+}
+
+// Subscribed reports whether a client id holds a subscription to filter on
+// this node.
+func (s *Server) Subscribed(clientID, filter string) bool {
+	cl, ok := s.mqtt.Clients.Get(clientID)
+	if !ok {
+		return false
+	}
+	_, ok = cl.State.Subscriptions.Get(filter)
+	return ok
+}

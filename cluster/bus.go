@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -65,6 +66,12 @@ type Receiver interface {
 	// Resync makes this node's devices catch up on what the bus may have
 	// lost.
 	Resync()
+	// EndSession ends the session with client id cid: a connection with
+	// that id began on another node at at.
+	EndSession(cid string, at time.Time)
+	// MembershipChanged applies a change of a group's members made on
+	// another node.
+	MembershipChanged(group, removedUser string)
 }
 
 // Bus is a node's link to the others through NATS. It implements hooks.Bus.
@@ -77,11 +84,13 @@ type Bus struct {
 	mu        sync.Mutex
 	subs      map[string]*nats.Subscription // watched filter -> its subscription
 	wildcards int                           // watched filters with wildcards
+	sessions  map[string]*nats.Subscription // client id held here -> its claims' subscription
 
 	workers []chan *nats.Msg
 	quit    chan struct{}
 	wg      sync.WaitGroup
-	resync  chan struct{} // asks the resync loop for one resync
+	resync  chan struct{}  // asks the resync loop for one resync
+	claims  chan *nats.Msg // other nodes' claims of client ids held here
 
 	m metrics
 }
@@ -98,6 +107,7 @@ type metrics struct {
 	reconnects     prometheus.Counter
 	watched        prometheus.GaugeFunc
 	resyncRequests prometheus.Counter
+	takeovers      prometheus.Counter
 }
 
 // Connect returns a node's bus. It connects to NATS in the background and
@@ -114,12 +124,13 @@ func Connect(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Bus, err
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Bus{cfg: cfg, log: log, subs: map[string]*nats.Subscription{}, quit: make(chan struct{}),
+	b := &Bus{cfg: cfg, log: log, subs: map[string]*nats.Subscription{}, sessions: map[string]*nats.Subscription{},
+		quit: make(chan struct{}), claims: make(chan *nats.Msg, 4096),
 		resync: make(chan struct{}, 1)}
 	b.initMetrics()
 	if reg != nil {
 		reg.MustRegister(b.m.connected, b.m.published, b.m.publishErrors, b.m.received, b.m.dropped, b.m.latency,
-			b.m.reconnects, b.m.watched, b.m.resyncRequests)
+			b.m.reconnects, b.m.watched, b.m.resyncRequests, b.m.takeovers)
 	}
 	for range cfg.Workers {
 		b.workers = append(b.workers, make(chan *nats.Msg, cfg.Queue))
@@ -195,6 +206,8 @@ func (b *Bus) initMetrics() {
 		}),
 		resyncRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_resyncs_requested_total",
 			Help: "Resyncs of this node's devices from the store after a bus outage or overflow."}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_session_claims_received_total",
+			Help: "Claims of a client id held here by a connection on another node."}),
 	}
 }
 
@@ -205,8 +218,9 @@ func (b *Bus) Start(r Receiver) {
 		b.wg.Add(1)
 		go b.work(ch)
 	}
-	b.wg.Add(1)
+	b.wg.Add(2)
 	go b.resyncLoop()
+	go b.claimsLoop()
 }
 
 // Close ends the node's link: its subscriptions go and pending
@@ -350,6 +364,10 @@ func (b *Bus) handle(msg *nats.Msg) {
 	}
 	sent := int64(binary.BigEndian.Uint64(msg.Data))
 	seq := int64(binary.BigEndian.Uint64(msg.Data[8:]))
+	if seq == membershipSeq {
+		b.membershipChanged(msg.Data[header:])
+		return
+	}
 	b.m.received.Inc()
 	if r := b.recv.Load(); r != nil {
 		r.Receive(inbox, seq, msg.Data[header:])
@@ -450,5 +468,70 @@ func subjectMatches(pattern, subject string) bool {
 			return pmore == smore
 		}
 		pattern, subject = prest, srest
+	}
+}
+
+// sessionSubject is where connections with client id cid are claimed: the
+// id in base64url (a NATS token whatever bytes the id holds).
+func (b *Bus) sessionSubject(cid string) string {
+	return b.cfg.Prefix + ".session." + base64.RawURLEncoding.EncodeToString([]byte(cid))
+}
+
+// ClaimSession implements hooks.Bus: only the nodes holding a session with
+// cid hear the claim (they subscribe to its subject), so a connection costs
+// the cluster one message, not one per node.
+func (b *Bus) ClaimSession(cid string, at time.Time) {
+	subj := b.sessionSubject(cid)
+	b.mu.Lock()
+	if _, ok := b.sessions[cid]; !ok {
+		// One channel and worker for every client id: a subscription with
+		// a callback would cost a goroutine per session.
+		sub, err := b.nc.ChanSubscribe(subj, b.claims)
+		if err == nil {
+			_ = sub.SetPendingLimits(-1, -1)
+		}
+		if err != nil {
+			b.log.Warn("cluster bus: watch session", "client", cid, "error", err)
+		} else {
+			b.sessions[cid] = sub
+		}
+	}
+	b.mu.Unlock()
+	var data [8]byte
+	binary.BigEndian.PutUint64(data[:], uint64(at.UnixNano()))
+	if err := b.nc.Publish(subj, data[:]); err != nil {
+		b.m.publishErrors.Inc()
+	}
+}
+
+// ReleaseSession implements hooks.Bus.
+func (b *Bus) ReleaseSession(cid string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if sub, ok := b.sessions[cid]; ok {
+		delete(b.sessions, cid)
+		_ = sub.Unsubscribe()
+	}
+}
+
+// claimsLoop ends the sessions other nodes claimed.
+func (b *Bus) claimsLoop() {
+	defer b.wg.Done()
+	prefix := b.cfg.Prefix + ".session."
+	for {
+		select {
+		case msg := <-b.claims:
+			raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(msg.Subject, prefix))
+			if err != nil || len(msg.Data) < 8 {
+				continue
+			}
+			b.m.takeovers.Inc()
+			at := time.Unix(0, int64(binary.BigEndian.Uint64(msg.Data)))
+			if r := b.recv.Load(); r != nil {
+				r.EndSession(string(raw), at)
+			}
+		case <-b.quit:
+			return
+		}
 	}
 }

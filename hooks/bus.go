@@ -4,8 +4,10 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // Bus carries stored entries between the nodes of a cluster. An entry is
@@ -31,6 +33,12 @@ type Bus interface {
 	// Barrier returns once every Watch called before it is in effect: an
 	// entry announced by any node from then on reaches this one.
 	Barrier(ctx context.Context) error
+	// ClaimSession tells the other nodes that a connection with client id
+	// cid began here at at: a node holding a session with that id ends it
+	// (Inbox.EndSession), as MQTT requires of a takeover. This node hears
+	// the claims of others for cid until ReleaseSession. Neither blocks.
+	ClaimSession(cid string, at time.Time)
+	ReleaseSession(cid string)
 }
 
 // UseBus connects the hook to the other nodes of a cluster. Call it before
@@ -192,5 +200,44 @@ func (h *Inbox) barrier() {
 	if err := h.bus.Barrier(ctx); err != nil {
 		// The bus is down: Resync runs when it is back.
 		h.log.Debug("bus barrier", "error", err)
+	}
+}
+
+// EndSession ends this node's session with client id cid, because a
+// connection with that id began on another node at at (a takeover across
+// nodes): a connected client is disconnected with 0x8E session taken over
+// (MQTT 3.1.1: closed), its will handled as for any takeover, and the
+// session is forgotten here, since it lives on the other node now (its
+// cursors are in the store). A connection here that began after at is the
+// newer one, and stays.
+func (h *Inbox) EndSession(cid string, at time.Time) {
+	cl, ok := h.srv.Clients.Get(cid)
+	if !ok {
+		return
+	}
+	if sess := h.session(cl); sess != nil {
+		sess.mu.Lock()
+		newer := sess.cl == cl && sess.since.After(at)
+		sess.mu.Unlock()
+		if newer {
+			return
+		}
+	}
+	if !cl.Closed() {
+		h.log.Info("session taken over on another node", "client", cid)
+		_ = h.srv.DisconnectClient(cl, packets.ErrSessionTakenOver)
+	}
+	h.srv.UnsubscribeClient(cl)
+	cl.ClearInflights()
+	h.srv.Clients.Delete(cid)
+	h.OnClientExpired(cl)
+	h.metrics.RemoteTakeovers.Inc()
+}
+
+// releaseSession ends the node's interest in claims of cid, if there is a
+// bus.
+func (h *Inbox) releaseSession(cid string) {
+	if h.bus != nil {
+		h.bus.ReleaseSession(cid)
 	}
 }

@@ -241,6 +241,7 @@ type session struct {
 	strikes    strikes         // refusals for rate (RateStrikes); reset by each connection
 	trackedAs  string          // the user whose persistent sessions count it (guarded by Inbox.persistMu)
 	stopped    time.Time       // when its connection last ended (guarded by mu): mochi's StopTime has whole seconds
+	since      time.Time       // when its connection began (guarded by mu)
 
 	mu         sync.Mutex // guards the fields below
 	cl         *mqtt.Client
@@ -382,8 +383,10 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		sess.fresh = pk.Connect.Clean
 		h.sessions.Store(cl.ID, sess)
 	}
+	now := h.now()
 	sess.mu.Lock()
 	sess.cl = cl
+	sess.since = now
 	sess.user = user
 	sess.admin = h.isAdmin(user)
 	sess.persistent = persistent && !sess.admin
@@ -395,6 +398,9 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 	sess.strikes = strikes{}
 	persistentNow := sess.persistent
 	sess.mu.Unlock()
+	if h.bus != nil {
+		h.bus.ClaimSession(cl.ID, now)
+	}
 	if persistentNow {
 		if victim := h.trackSession(sess); victim != "" {
 			h.evictSession(victim, user)
@@ -476,7 +482,9 @@ func (h *Inbox) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
 		dropInboxInflights(cl)
 	}
 	if expire && !cl.IsTakenOver() {
-		h.sessions.CompareAndDelete(cl.ID, sess)
+		if h.sessions.CompareAndDelete(cl.ID, sess) {
+			h.releaseSession(cl.ID)
+		}
 		h.untrackSession(sess)
 	}
 }
@@ -488,7 +496,9 @@ func (h *Inbox) OnClientExpired(cl *mqtt.Client) {
 		mine := sess.cl == cl
 		sess.mu.Unlock()
 		if mine {
-			h.sessions.CompareAndDelete(cl.ID, sess)
+			if h.sessions.CompareAndDelete(cl.ID, sess) {
+				h.releaseSession(cl.ID)
+			}
 			h.untrackSession(sess)
 			h.interest.removeClient(cl.ID)
 		}

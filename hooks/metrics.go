@@ -22,7 +22,8 @@ type Metrics struct {
 	ErrorsSuppressed prometheus.Counter // error entries not stored: the user's budget was spent
 	SessionsEvicted  prometheus.Counter // persistent sessions evicted by MaxSessionsPerUser
 
-	Resyncs prometheus.Counter // subscriptions made to catch up after a bus outage
+	Resyncs         prometheus.Counter // subscriptions made to catch up after a bus outage
+	RemoteTakeovers prometheus.Counter // sessions ended because their client id connected to another node
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -63,11 +64,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Persistent sessions evicted because their user held limits.max_sessions_per_user."}),
 		Resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_resyncs_total",
 			Help: "Inbox subscriptions sent to catch-up from the store because the cluster bus came back after an outage."}),
+		RemoteTakeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_sessions_taken_over_remotely_total",
+			Help: "Sessions ended here because a connection with their client id began on another node."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs)
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers)
 	}
 	return m
 }

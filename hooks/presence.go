@@ -625,6 +625,14 @@ func (h *Presence) SetPrivacy(ctx context.Context, user, privacy string) error {
 	if err := h.store.SetPresencePrivacy(ctx, user, privacy); err != nil {
 		return err
 	}
+	h.PrivacyChanged(ctx, user)
+	return nil
+}
+
+// PrivacyChanged ends this node's subscriptions to p/{user} that the user's
+// privacy setting, as stored, no longer allows. SetPrivacy calls it; in a
+// cluster, every other node calls it when told of the change.
+func (h *Presence) PrivacyChanged(ctx context.Context, user string) {
 	topic := protocol.PresenceTopic(user)
 	for id, sub := range h.srv.Topics.Subscribers(topic).Subscriptions {
 		if sub.Filter != topic {
@@ -644,7 +652,6 @@ func (h *Presence) SetPrivacy(ctx context.Context, user, privacy string) error {
 		cl.State.Subscriptions.Delete(topic)
 		h.log.Debug("presence subscription ended by a privacy change", "client", id, "user", user)
 	}
-	return nil
 }
 
 // lastSeen returns the last-seen times of users: the store's, or newer ones

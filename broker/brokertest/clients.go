@@ -122,6 +122,8 @@ type V5 struct {
 	In      *Inbox
 	Connack *paho.Connack
 	conn    net.Conn
+	// ServerDisconnect receives the server's DISCONNECT, if it sends one.
+	ServerDisconnect chan *paho.Disconnect
 }
 
 // V5Options tune a v5 connection.
@@ -145,7 +147,14 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 		n.T.Fatalf("dial: %v", err)
 	}
 	in := newInbox()
+	gone := make(chan *paho.Disconnect, 1)
 	c := paho.NewClient(paho.ClientConfig{
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			select {
+			case gone <- d:
+			default:
+			}
+		},
 		Conn:                       conn,
 		ClientID:                   clientID,
 		EnableManualAcknowledgment: o.ManualAck,
@@ -171,7 +180,7 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), Patience(5*time.Second))
 	defer cancel()
 	ack, err := c.Connect(ctx, cp)
-	v := &V5{Client: c, In: in, Connack: ack, conn: conn}
+	v := &V5{Client: c, In: in, Connack: ack, conn: conn, ServerDisconnect: gone}
 	if err != nil {
 		conn.Close()
 		return v, err
@@ -303,7 +312,14 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 	}
 	conn := &wsClientConn{Conn: ws.UnderlyingConn(), ws: ws}
 	in := newInbox()
+	gone := make(chan *paho.Disconnect, 1)
 	c := paho.NewClient(paho.ClientConfig{
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			select {
+			case gone <- d:
+			default:
+			}
+		},
 		Conn: conn, ClientID: clientID,
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 			in.add(Msg{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, QoS: pr.Packet.QoS, Dup: pr.Packet.Duplicate(), PacketID: pr.Packet.PacketID})
@@ -321,7 +337,7 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 	if err != nil {
 		t.Fatalf("websocket connect: %v", err)
 	}
-	v := &V5{Client: c, In: in, Connack: ack, conn: conn}
+	v := &V5{Client: c, In: in, Connack: ack, conn: conn, ServerDisconnect: gone}
 	t.Cleanup(func() { v.Close() })
 	return v
 }

@@ -1,0 +1,65 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/parleychat/parley/cluster"
+	"github.com/parleychat/parley/hooks"
+)
+
+// clusterGroups applies a membership change on this node and tells the
+// others (groups.Broker).
+type clusterGroups struct {
+	*hooks.Inbox
+	bus *cluster.Bus
+}
+
+func (g clusterGroups) MembershipChanged(group, removedUser string) {
+	g.Inbox.MembershipChanged(group, removedUser)
+	g.bus.AnnounceMembership(group, removedUser)
+}
+
+// clusterPresence applies a privacy change on this node and tells the
+// others (api.Presence).
+type clusterPresence struct {
+	*hooks.Presence
+	bus *cluster.Bus
+}
+
+func (p clusterPresence) SetPrivacy(ctx context.Context, user, privacy string) error {
+	if err := p.Presence.SetPrivacy(ctx, user, privacy); err != nil {
+		return err
+	}
+	p.bus.Publish(cluster.EventPrivacy, cluster.Privacy{User: user})
+	return nil
+}
+
+// handleEvents applies the other nodes' events here.
+func (s *Server) handleEvents() error {
+	if err := s.bus.Handle(cluster.EventMembership, func(data []byte) {
+		var m cluster.Membership
+		if err := json.Unmarshal(data, &m); err != nil || m.Group == "" {
+			s.log.Warn("malformed membership event", "data", string(data))
+			return
+		}
+		s.inbox.MembershipChanged(m.Group, m.Removed)
+	}); err != nil {
+		return err
+	}
+	if err := s.bus.Handle(cluster.EventPrivacy, func(data []byte) {
+		var p cluster.Privacy
+		if err := json.Unmarshal(data, &p); err != nil || p.User == "" {
+			s.log.Warn("malformed privacy event", "data", string(data))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.presence.PrivacyChanged(ctx, p.User)
+	}); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}

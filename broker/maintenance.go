@@ -25,6 +25,10 @@ type MaintenanceConfig struct {
 	// its inboxes' ends (history stays readable over HTTP). Default 2160h;
 	// keep it above mqtt.max_session_expiry.
 	CursorAge time.Duration
+	// PushAckAge deletes the acknowledgements recorded for push
+	// suppression that outlived their push jobs (a race leaves a few).
+	// Default 24h; keep it well above push.grace.
+	PushAckAge time.Duration
 	// Timeout bounds one prune. Default 5m.
 	Timeout time.Duration
 }
@@ -38,6 +42,9 @@ func (c *MaintenanceConfig) setDefaults() {
 	}
 	if c.CursorAge <= 0 {
 		c.CursorAge = 90 * 24 * time.Hour
+	}
+	if c.PushAckAge <= 0 {
+		c.PushAckAge = 24 * time.Hour
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
@@ -101,17 +108,20 @@ func (m *maintainer) prune() {
 		case <-ctx.Done():
 		}
 	}()
-	p, err := m.store.Prune(ctx, storage.Retention{Tokens: true, Dedup: m.cfg.DedupAge, Cursors: m.cfg.CursorAge})
+	p, err := m.store.Prune(ctx, storage.Retention{Tokens: true, Dedup: m.cfg.DedupAge, Cursors: m.cfg.CursorAge,
+		PushAcks: m.cfg.PushAckAge})
 	m.pruned.WithLabelValues("tokens").Add(float64(p.Tokens))
 	m.pruned.WithLabelValues("dedup").Add(float64(p.DedupKeys))
 	m.pruned.WithLabelValues("cursors").Add(float64(p.Cursors))
+	m.pruned.WithLabelValues("push_acks").Add(float64(p.PushAcks))
 	if err != nil {
 		m.errs.Inc()
-		m.log.Warn("prune", "error", err, "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors)
+		m.log.Warn("prune", "error", err, "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors,
+			"push_acks", p.PushAcks)
 		return
 	}
-	if p.Tokens+p.DedupKeys+p.Cursors > 0 {
-		m.log.Info("pruned", "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors)
+	if p.Tokens+p.DedupKeys+p.Cursors+p.PushAcks > 0 {
+		m.log.Info("pruned", "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors, "push_acks", p.PushAcks)
 	}
 }
 

@@ -28,7 +28,23 @@
 // (no device acknowledged the message, the conversation is not muted, the
 // user has tokens), coalesces what waits per user and conversation, sends
 // through a Sender (a Router), retries Retryable results with Backoff and
-// deletes InvalidToken tokens.
+// deletes InvalidToken tokens. Several nodes may run one each on one
+// database: claims lease jobs, so each job is claimed by one node at a time.
+//
+// "No device acknowledged the message" is the store's to say, not a node's
+// memory: a device may acknowledge on one node while another claims the
+// job. Service.Delivered (hooks call it on a device's PUBACK) queues the
+// acknowledgement without blocking; a writer records the queue in the store
+// in batches every AckFlush (Store.RecordPushAcks, one statement per
+// batch, retried with backoff); and the claim of a job returns who
+// acknowledged its message (storage.PushJob.Acked), whichever node saw it.
+// An acknowledgement cancels the push everywhere when it reaches the store
+// before the job is due:
+//
+//	delivery + device round trip + AckFlush + one write < Grace
+//
+// (50ms and 3s by default). Until it is written, the node that saw it also
+// reads it from its queue, which covers a store that is slow or down.
 //
 // Package pushtest has fake APNs and FCM servers for tests.
 package push

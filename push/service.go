@@ -16,12 +16,14 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-// Store is what the Service needs from storage: the job queue, recipients'
-// push profiles, and the names, members and unread counts a notification
-// shows. storage.Store implements it.
+// Store is what the Service needs from storage: the job queue and the
+// acknowledgements that cancel its pushes, recipients' push profiles, and
+// the names, members and unread counts a notification shows. storage.Store
+// implements it.
 type Store interface {
 	ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]storage.PushJob, error)
 	DeletePushJobs(ctx context.Context, ids []string) error
+	RecordPushAcks(ctx context.Context, acks []storage.PushAck) error
 	CountPushJobs(ctx context.Context) (n int64, oldestTS int64, err error)
 	PushProfile(ctx context.Context, user string) (storage.PushProfile, error)
 	RemovePushToken(ctx context.Context, token string, before time.Time) (bool, error)
@@ -35,7 +37,10 @@ type Store interface {
 type ServiceConfig struct {
 	// Grace is how long a message waits before its pushes are sent, so
 	// that a recipient who reconnects (or whose device acknowledges it
-	// late) gets none. Default 3s.
+	// late) gets none. An acknowledgement cancels the push on every node
+	// once it is in the store, AckFlush plus one write after the device's
+	// PUBACK: Grace must exceed delivery, the device's round trip, AckFlush
+	// and a write (see acks.go). Default 3s.
 	Grace time.Duration
 	// Poll is how often the queue is polled for due jobs. Default 200ms.
 	Poll time.Duration
@@ -49,9 +54,17 @@ type ServiceConfig struct {
 	// MaxAttempts bounds the sends of one notification to one device that
 	// fail as Retryable. Default 5.
 	MaxAttempts int
-	// DeliveredSet bounds how many (user, message) acknowledgements are
-	// remembered to cancel pushes. Default 100,000.
-	DeliveredSet int
+	// AckFlush is how often the acknowledgements Delivered queues are
+	// written to the store, a batch per statement; a full batch is written
+	// at once. Keep it well below Grace. Default 50ms.
+	AckFlush time.Duration
+	// AckBatch is the most acknowledgements one write carries.
+	// Default 1,000.
+	AckBatch int
+	// AckQueue bounds the acknowledgements waiting to be written (while
+	// the store is slow or down); beyond it they are dropped, which can
+	// cost a needless push. Default 100,000.
+	AckQueue int
 	// Registry receives the push metrics. Optional.
 	Registry prometheus.Registerer
 }
@@ -75,8 +88,14 @@ func (c *ServiceConfig) setDefaults() {
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = 5
 	}
-	if c.DeliveredSet <= 0 {
-		c.DeliveredSet = 100_000
+	if c.AckFlush <= 0 {
+		c.AckFlush = 50 * time.Millisecond
+	}
+	if c.AckBatch <= 0 {
+		c.AckBatch = 1000
+	}
+	if c.AckQueue <= 0 {
+		c.AckQueue = 100_000
 	}
 }
 
@@ -96,13 +115,13 @@ type Service struct {
 	log    *slog.Logger
 	m      serviceMetrics
 
-	delivered *deliveredSet
-	sem       chan struct{}  // one slot per send in flight: Workers
-	inflight  sync.WaitGroup // batches whose sends are still running
+	acks     *ackQueue      // acknowledgements not yet in the store
+	sem      chan struct{}  // one slot per send in flight: Workers
+	inflight sync.WaitGroup // batches whose sends are still running
+	wg       sync.WaitGroup // the dispatcher and the acknowledgement writer
 
-	mu      sync.Mutex // guards cancel
+	mu      sync.Mutex // guards the fields below
 	cancel  context.CancelFunc
-	done    chan struct{}
 	started bool
 	once    sync.Once
 }
@@ -114,22 +133,20 @@ func NewService(cfg ServiceConfig, store Store, sender Sender, log *slog.Logger)
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, store: store, sender: sender, log: log.With("component", "push"),
-		delivered: newDeliveredSet(cfg.DeliveredSet), sem: make(chan struct{}, cfg.Workers), done: make(chan struct{})}
+		acks: newAckQueue(cfg.AckQueue, cfg.AckBatch), sem: make(chan struct{}, cfg.Workers)}
 	s.m = newServiceMetrics(cfg.Registry, store)
+	if 2*cfg.AckFlush > cfg.Grace {
+		s.log.Warn("push: the grace period is short for the acknowledgement flush: a device's acknowledgement "+
+			"seen by another node may come after the push", "grace", cfg.Grace, "ack_flush", cfg.AckFlush)
+	}
 	return s
 }
 
 // Grace returns the configured grace period.
 func (s *Service) Grace() time.Duration { return s.cfg.Grace }
 
-// Delivered records that a device of user acknowledged message id: no push
-// is sent to user for it. It is hooks.InboxConfig.OnDelivered, runs on the
-// device's read goroutine, and only takes a short lock.
-func (s *Service) Delivered(user, _ /* inbox */, id string) {
-	s.delivered.add(user + "\x00" + id)
-}
-
-// Start starts the dispatcher; it stops when ctx ends or on Close.
+// Start starts the dispatcher and the writer of acknowledgements; they stop
+// when ctx ends or on Close.
 func (s *Service) Start(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -138,28 +155,26 @@ func (s *Service) Start(ctx context.Context) {
 	}
 	s.started = true
 	ctx, s.cancel = context.WithCancel(ctx)
-	go s.run(ctx)
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.run(ctx) }()
+	go func() { defer s.wg.Done(); s.runAcks(ctx) }()
 }
 
-// Close stops the dispatcher and waits for the sends in flight; jobs not yet
-// finished stay in the queue for the next start (after their lease). Safe
-// to call twice.
+// Close stops the dispatcher and waits for the sends in flight, and writes
+// the acknowledgements still queued; jobs not yet finished stay in the
+// queue for the next start (after their lease). Safe to call twice.
 func (s *Service) Close() {
 	s.once.Do(func() {
 		s.mu.Lock()
-		started := s.started
 		if s.cancel != nil {
 			s.cancel()
 		}
 		s.mu.Unlock()
-		if started {
-			<-s.done
-		}
+		s.wg.Wait()
 	})
 }
 
 func (s *Service) run(ctx context.Context) {
-	defer close(s.done)
 	defer s.inflight.Wait()
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
@@ -249,8 +264,10 @@ func (s *Service) cycle(ctx context.Context) (int, error) {
 	return len(jobs), ctx.Err()
 }
 
-// plan resolves the recipients of jobs (oldest first) and coalesces them
-// per (user, conversation).
+// plan resolves the recipients of jobs (oldest first), leaves out the sender
+// and those who acknowledged the message, and coalesces the rest per (user,
+// conversation). An acknowledgement is known from the claim (the store's,
+// recorded by any node) or from this node's queue (not yet written).
 func (s *Service) plan(ctx context.Context, jobs []storage.PushJob) []*task {
 	groups := map[string]*storage.Group{}
 	byKey := map[[2]string]*task{}
@@ -284,8 +301,19 @@ func (s *Service) plan(ctx context.Context, jobs []storage.PushJob) []*task {
 			users = []string{j.To}
 			conv = protocol.UserInbox(j.From)
 		}
+		acked := s.acks.holds(j.ID, users) // this node's, not yet written
+		for _, u := range j.Acked {        // the store's, from every node
+			if acked == nil {
+				acked = make(map[string]bool, len(j.Acked))
+			}
+			acked[u] = true
+		}
 		for _, u := range users {
-			if u == j.From || s.delivered.has(u+"\x00"+j.ID) {
+			if u == j.From {
+				continue
+			}
+			if acked[u] {
+				s.m.skipped.WithLabelValues("delivered").Inc()
 				continue
 			}
 			k := [2]string{u, conv}
@@ -413,43 +441,9 @@ func bodyText(data []byte) string {
 	return b.Text
 }
 
-// deliveredSet remembers the most recent acknowledgements, up to a bound,
-// oldest forgotten first.
-type deliveredSet struct {
-	mu   sync.Mutex // guards the fields below
-	set  map[string]struct{}
-	ring []string
-	next int
-}
-
-func newDeliveredSet(n int) *deliveredSet {
-	return &deliveredSet{set: make(map[string]struct{}, n), ring: make([]string, n)}
-}
-
-func (d *deliveredSet) add(k string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.set[k]; ok {
-		return
-	}
-	if old := d.ring[d.next]; old != "" {
-		delete(d.set, old)
-	}
-	d.ring[d.next] = k
-	d.set[k] = struct{}{}
-	d.next = (d.next + 1) % len(d.ring)
-}
-
-func (d *deliveredSet) has(k string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.set[k]
-	return ok
-}
-
 type serviceMetrics struct {
-	queued, sent, retried, removed prometheus.Counter
-	failed, skipped                *prometheus.CounterVec
+	queued, sent, retried, removed, acksRecorded prometheus.Counter
+	failed, skipped, acksDropped                 *prometheus.CounterVec
 }
 
 func newServiceMetrics(reg prometheus.Registerer, store Store) serviceMetrics {
@@ -459,7 +453,12 @@ func newServiceMetrics(reg prometheus.Registerer, store Store) serviceMetrics {
 		retried: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_push_retries_total", Help: "Sends retried after a retryable failure."}),
 		removed: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_push_tokens_removed_total", Help: "Device tokens deleted as invalid."}),
 		failed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_push_failed_total", Help: "Sends that failed for good, by reason."}, []string{"reason"}),
-		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_push_skipped_total", Help: "Notifications not sent, by reason."}, []string{"reason"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_push_skipped_total",
+			Help: "Notifications not sent, by reason (delivered counts recipients of a message)."}, []string{"reason"}),
+		acksRecorded: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_push_acks_recorded_total",
+			Help: "Acknowledgements of messages written to the store to cancel their pushes on every node."}),
+		acksDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_push_acks_dropped_total",
+			Help: "Acknowledgements never written to the store, by reason (queue_full, stale, invalid)."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m
@@ -475,7 +474,7 @@ func newServiceMetrics(reg prometheus.Registerer, store Store) serviceMetrics {
 			return f(n, oldest)
 		})
 	}
-	reg.MustRegister(m.queued, m.sent, m.retried, m.removed, m.failed, m.skipped,
+	reg.MustRegister(m.queued, m.sent, m.retried, m.removed, m.failed, m.skipped, m.acksRecorded, m.acksDropped,
 		gauge("parley_push_queue_jobs", "Push jobs waiting in the queue.", func(n, _ int64) float64 { return float64(n) }),
 		gauge("parley_push_queue_age_seconds", "Age of the oldest push job waiting, 0 if none.", func(_, oldest int64) float64 {
 			if oldest == 0 {

@@ -2,24 +2,30 @@ package push_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/push"
 	"github.com/parleychat/parley/storage"
 )
 
-// memStore is an in-memory push.Store: a queue of jobs, profiles, users
-// and groups, enough to test the Service's decisions without a database.
+// memStore is an in-memory push.Store: a queue of jobs with their
+// acknowledgements, profiles, users and groups, enough to test the
+// Service's decisions without a database.
 type memStore struct {
 	mu       sync.Mutex // guards the fields below
 	jobs     []storage.PushJob
 	leased   map[string]bool
+	acks     map[string][]string // job id → users
 	profiles map[string]storage.PushProfile
 	groups   map[string]storage.Group
 	removed  []string
+	ackErr   error // RecordPushAcks fails with it while set
+	writes   []int // the sizes of RecordPushAcks calls, failed ones too
 }
 
 func (m *memStore) ClaimPushJobs(_ context.Context, dueTS int64, _, _ time.Time, _ int) ([]storage.PushJob, error) {
@@ -35,6 +41,7 @@ func (m *memStore) ClaimPushJobs(_ context.Context, dueTS int64, _, _ time.Time,
 	for _, j := range m.jobs {
 		if inboxes[j.Inbox] && !m.leased[j.ID] {
 			m.leased[j.ID] = true
+			j.Acked = slices.Clone(m.acks[j.ID])
 			out = append(out, j)
 		}
 	}
@@ -45,7 +52,42 @@ func (m *memStore) DeletePushJobs(_ context.Context, ids []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.jobs = slices.DeleteFunc(m.jobs, func(j storage.PushJob) bool { return slices.Contains(ids, j.ID) })
+	for _, id := range ids {
+		delete(m.acks, id)
+	}
 	return nil
+}
+
+// RecordPushAcks keeps the acknowledgements of queued jobs, as the stores
+// do.
+func (m *memStore) RecordPushAcks(_ context.Context, acks []storage.PushAck) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.writes = append(m.writes, len(acks))
+	if m.ackErr != nil {
+		return m.ackErr
+	}
+	if m.acks == nil {
+		m.acks = map[string][]string{}
+	}
+	for _, a := range acks {
+		queued := slices.ContainsFunc(m.jobs, func(j storage.PushJob) bool { return j.ID == a.ID })
+		if queued && !slices.Contains(m.acks[a.ID], a.User) {
+			m.acks[a.ID] = append(m.acks[a.ID], a.User)
+		}
+	}
+	return nil
+}
+
+// recorded returns how many acknowledgements the store holds.
+func (m *memStore) recorded() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, us := range m.acks {
+		n += len(us)
+	}
+	return n
 }
 
 func (m *memStore) CountPushJobs(context.Context) (int64, int64, error) {
@@ -121,6 +163,9 @@ func (r *recorder) all() []sent {
 	return slices.Clone(r.sent)
 }
 
+// msgID returns the id of test message n: a UUID, as message ids are.
+func msgID(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
 func device(user, token string) storage.PushDevice {
 	return storage.PushDevice{Token: token, User: user, Platform: "fcm"}
 }
@@ -137,15 +182,15 @@ func TestServiceDecisions(t *testing.T) {
 	st := &memStore{
 		leased: map[string]bool{},
 		jobs: []storage.PushJob{
-			job("m1", "u/bob", "alice", "bob", "one", 1),
-			job("m2", "u/bob", "alice", "bob", "two", 2),       // coalesced with m1
-			job("m3", "u/carol", "alice", "carol", "muted", 1), // carol muted alice
-			job("m4", "u/dave", "alice", "dave", "secret", 1),  // dave: previews off
-			job("m5", "u/erin", "alice", "erin", "acked", 1),   // erin's device acknowledged it
-			job("m6", "g/team", "alice", "team", "standup", 1), // bob and frank; alice is the sender
-			job("m7", "u/gina", "alice", "gina", "retry", 1),   // 429, then sent
-			job("m8", "u/hank", "alice", "hank", "gone", 1),    // invalid token
-			job("m9", "g/gone", "alice", "gone", "x", 1),       // a deleted group: nobody
+			job(msgID(1), "u/bob", "alice", "bob", "one", 1),
+			job(msgID(2), "u/bob", "alice", "bob", "two", 2),       // coalesced with m1
+			job(msgID(3), "u/carol", "alice", "carol", "muted", 1), // carol muted alice
+			job(msgID(4), "u/dave", "alice", "dave", "secret", 1),  // dave: previews off
+			job(msgID(5), "u/erin", "alice", "erin", "acked", 1),   // erin's device acknowledged it
+			job(msgID(6), "g/team", "alice", "team", "standup", 1), // bob and frank; alice is the sender
+			job(msgID(7), "u/gina", "alice", "gina", "retry", 1),   // 429, then sent
+			job(msgID(8), "u/hank", "alice", "hank", "gone", 1),    // invalid token
+			job(msgID(9), "g/gone", "alice", "gone", "x", 1),       // a deleted group: nobody
 		},
 		profiles: map[string]storage.PushProfile{
 			"alice": {Preview: true, Devices: []storage.PushDevice{device("alice", "t-alice")}},
@@ -166,16 +211,10 @@ func TestServiceDecisions(t *testing.T) {
 		"t-hank": {{Outcome: push.InvalidToken, Reason: "Unregistered"}},
 	}}
 	s := push.NewService(push.ServiceConfig{Grace: time.Second, Poll: 10 * time.Millisecond}, st, rec, testLogger(t))
-	s.Delivered("erin", "u/erin", "m5")
+	s.Delivered("erin", "u/erin", msgID(5))
 	s.Start(context.Background())
 	defer s.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for st.left() > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d jobs left", st.left())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, "an empty queue", func() bool { return st.left() == 0 })
 	s.Close()
 	s.Close() // twice is fine
 
@@ -202,7 +241,7 @@ func TestServiceDecisions(t *testing.T) {
 			group = n
 		}
 	}
-	if dm.Title != "Name of alice" || dm.Body != "two" || dm.Badge != 7 || dm.Data["seq"] != "2" || dm.Data["id"] != "m2" ||
+	if dm.Title != "Name of alice" || dm.Body != "two" || dm.Badge != 7 || dm.Data["seq"] != "2" || dm.Data["id"] != msgID(2) ||
 		dm.Data["count"] != "2" || dm.Data["inbox"] != "u/bob" {
 		t.Errorf("bob's DM notification = %+v", dm)
 	}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // What every store can hold. The stores check their inputs against these
@@ -96,6 +98,47 @@ func (d PushDevice) Check() error {
 		}
 	}
 	return nil
+}
+
+// Check reports whether every store can hold a: a user id that is a key and
+// a message id that is a UUID in its canonical form (36 characters), the
+// form message ids are stored in.
+func (a PushAck) Check() error {
+	if err := CheckKey("user", a.User); err != nil {
+		return err
+	}
+	if len(a.ID) != 36 || uuid.Validate(a.ID) != nil {
+		return fmt.Errorf("message id %q is not a UUID: %w", a.ID, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidPushAcks splits acks into those every store can hold and the number
+// it dropped, with the first reason for dropping one (nil if none).
+func ValidPushAcks(acks []PushAck) (valid []PushAck, dropped int, why error) {
+	first := slices.IndexFunc(acks, func(a PushAck) bool { return a.Check() != nil })
+	if first < 0 {
+		return acks, 0, nil // the usual case: no copy
+	}
+	valid = slices.Clone(acks[:first])
+	for _, a := range acks[first:] {
+		if err := a.Check(); err != nil {
+			dropped++
+			if why == nil {
+				why = err
+			}
+			continue
+		}
+		valid = append(valid, a)
+	}
+	return valid, dropped, why
+}
+
+// DroppedPushAcks is the error of a RecordPushAcks that dropped n
+// acknowledgements of total, for reason why (which wraps ErrInvalid), and
+// recorded the others.
+func DroppedPushAcks(n, total int, why error) error {
+	return fmt.Errorf("dropped %d of %d acknowledgements, the others are recorded: %w", n, total, why)
 }
 
 // ValidCursors splits cs into the cursors every store can hold and the

@@ -127,6 +127,8 @@ func CopyTables() []Table {
 		{Name: "push_mutes", Columns: []Column{text("user_id"), text("conv"), {Name: "until", Kind: KindTime, Null: true}}},
 		{Name: "push_jobs", Columns: []Column{id("id"), text("inbox"), integer("seq"), text("sender"), text("recipient"),
 			integer("ts"), bytes("data"), integer("lease_until")}},
+		// 006_push_acks.sql
+		{Name: "push_acks", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
 	}
 }
 

@@ -43,6 +43,20 @@ type PushJob struct {
 	To    string
 	TS    int64 // Unix milliseconds
 	Data  []byte
+	// Acked holds the users a device of whom acknowledged the message
+	// (RecordPushAcks, on any node) before the job was claimed, in no
+	// particular order: they get no push for it. Set by ClaimPushJobs.
+	Acked []string
+}
+
+// PushAck says that a device of User acknowledged message ID live (its
+// PUBACK), so that User gets no push for it: the fact that lets the node
+// claiming the message's push job know about an acknowledgement seen by
+// another node.
+type PushAck struct {
+	User string
+	ID   string    // the message id, a UUID in its canonical form
+	At   time.Time // when; zero: when it is recorded
 }
 
 // Push stores push tokens, push settings and mutes, and the queue of push
@@ -74,12 +88,24 @@ type Push interface {
 	// ClaimPushJobs leases, until leaseUntil, up to about limit jobs whose
 	// message was sent at or before dueTS (Unix ms) together with every
 	// other unleased job of the same inboxes (so that a burst is
-	// coalesced), and returns them oldest first. Jobs leased by another
-	// claimer are skipped; a lease that ran out (a crashed node) may be
-	// claimed again.
+	// coalesced), and returns them oldest first, each with the users who
+	// acknowledged its message (PushJob.Acked), read in the same statement.
+	// Jobs leased by another claimer are skipped; a lease that ran out (a
+	// crashed node) may be claimed again.
 	ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]PushJob, error)
-	// DeletePushJobs removes finished jobs.
+	// DeletePushJobs removes finished jobs and the acknowledgements
+	// recorded for them.
 	DeletePushJobs(ctx context.Context, ids []string) error
+	// RecordPushAcks records, in one write, that devices acknowledged
+	// messages, for the claims of their push jobs (PushJob.Acked) on every
+	// node. An acknowledgement is kept only while its message's job is
+	// queued: one of a message that has no job (any more) has no push to
+	// cancel and is not stored, and DeletePushJobs deletes the others with
+	// their jobs (Prune, Retention.PushAcks, deletes any left behind).
+	// Recording one again is not an error. An acknowledgement that no store
+	// can hold (see PushAck.Check) is dropped and the others are recorded:
+	// the error then wraps ErrInvalid, and retrying cannot help.
+	RecordPushAcks(ctx context.Context, acks []PushAck) error
 	// CountPushJobs returns the number of queued jobs and the ts (Unix ms)
 	// of the oldest, 0 if none: for metrics.
 	CountPushJobs(ctx context.Context) (n int64, oldestTS int64, err error)

@@ -182,11 +182,18 @@ type Retention struct {
 	// longest session expiry: a session that acknowledged nothing for that
 	// long loses its cursors too.
 	Cursors time.Duration
+	// PushAcks is how long an acknowledgement recorded for push
+	// (RecordPushAcks) is kept, counted from its At. Those of finished
+	// push jobs go with the jobs; what is left this long is one written
+	// as its job was being deleted, or one of a job stuck in the queue
+	// that long, whose push would no longer be news. Keep it well above
+	// the push grace period plus the push lease: a day, say.
+	PushAcks time.Duration
 }
 
 // Pruned counts the rows Prune deleted.
 type Pruned struct {
-	Tokens, DedupKeys, Cursors int64
+	Tokens, DedupKeys, Cursors, PushAcks int64
 }
 
 // Maintenance deletes what a store no longer needs. The store never prunes

@@ -184,21 +184,27 @@ func (s *Store) PushProfile(ctx context.Context, user string) (storage.PushProfi
 func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil time.Time, limit int) ([]storage.PushJob, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	rows, err := s.pool.Query(ctx, `UPDATE push_jobs SET lease_until = $4
-		WHERE id IN (
+	// The acknowledgements come with the jobs, read through push_acks'
+	// primary key: deciding who is pushed takes no second round trip.
+	rows, err := s.pool.Query(ctx, `UPDATE push_jobs AS j SET lease_until = $4
+		WHERE j.id IN (
 			SELECT id FROM push_jobs
 			WHERE lease_until <= $2 AND inbox IN (
 				SELECT inbox FROM push_jobs WHERE ts <= $1 AND lease_until <= $2 ORDER BY ts LIMIT $3)
 			ORDER BY ts LIMIT $3 * 4
 			FOR UPDATE SKIP LOCKED)
-		RETURNING id::text, inbox, seq, sender, recipient, ts, data`,
+		RETURNING j.id::text, j.inbox, j.seq, j.sender, j.recipient, j.ts, j.data,
+			ARRAY(SELECT a.user_id FROM push_acks a WHERE a.msg_id = j.id)`,
 		dueTS, now.UnixMilli(), limit, leaseUntil.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("claim push jobs: %w", classify(err))
 	}
 	js, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.PushJob, error) {
 		var j storage.PushJob
-		err := r.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data)
+		err := r.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data, &j.Acked)
+		if len(j.Acked) == 0 {
+			j.Acked = nil
+		}
 		return j, err
 	})
 	if err != nil {
@@ -208,15 +214,51 @@ func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil 
 	return js, nil
 }
 
-// DeletePushJobs removes finished jobs.
+// DeletePushJobs removes finished jobs and their acknowledgements, in one
+// statement.
 func (s *Store) DeletePushJobs(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "DELETE FROM push_jobs WHERE id = ANY($1::uuid[])", ids); err != nil {
+	if _, err := s.pool.Exec(ctx, `WITH acks AS (DELETE FROM push_acks WHERE msg_id = ANY($1::uuid[]))
+		DELETE FROM push_jobs WHERE id = ANY($1::uuid[])`, ids); err != nil {
 		return fmt.Errorf("delete push jobs: %w", classify(err))
+	}
+	return nil
+}
+
+// insertPushAcks records acknowledgements of messages whose push job is
+// queued, in key order: two nodes recording the same acknowledgements (a
+// user's phone and laptop, each on its own node) then take the same keys in
+// the same order and cannot deadlock.
+const insertPushAcks = `INSERT INTO push_acks (msg_id, user_id, at)
+	SELECT a.msg_id, a.user_id, a.at FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) AS a (msg_id, user_id, at)
+	WHERE EXISTS (SELECT 1 FROM push_jobs j WHERE j.id = a.msg_id)
+	ORDER BY a.msg_id, a.user_id
+	ON CONFLICT DO NOTHING`
+
+// RecordPushAcks records acknowledgements of queued jobs in one statement.
+func (s *Store) RecordPushAcks(ctx context.Context, acks []storage.PushAck) error {
+	valid, dropped, why := storage.ValidPushAcks(acks)
+	if len(valid) > 0 {
+		ids, users, ats := make([]string, len(valid)), make([]string, len(valid)), make([]time.Time, len(valid))
+		now := time.Now()
+		for i, a := range valid {
+			ids[i], users[i], ats[i] = a.ID, a.User, a.At
+			if a.At.IsZero() {
+				ats[i] = now
+			}
+		}
+		ctx, cancel := s.opCtx(ctx)
+		defer cancel()
+		if _, err := s.pool.Exec(ctx, insertPushAcks, ids, users, ats); err != nil {
+			return fmt.Errorf("record push acks: %w", classify(err))
+		}
+	}
+	if dropped > 0 {
+		return fmt.Errorf("record push acks: %w", storage.DroppedPushAcks(dropped, len(acks), why))
 	}
 	return nil
 }

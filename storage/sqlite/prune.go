@@ -16,8 +16,9 @@ const pruneStep = 1000
 
 var _ storage.Maintenance = (*Store)(nil)
 
-// Prune deletes expired tokens, old idempotency keys and the cursors of
-// devices gone for good; see storage.Maintenance.
+// Prune deletes expired tokens, old idempotency keys, the cursors of
+// devices gone for good and left-over push acknowledgements; see
+// storage.Maintenance.
 func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned, error) {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
@@ -49,6 +50,13 @@ func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned,
 			r.Now.Add(-r.Cursors).UnixMicro())
 		if err != nil {
 			return p, fmt.Errorf("prune cursors: %w", err)
+		}
+	}
+	if r.PushAcks > 0 {
+		p.PushAcks, err = s.pruneSteps(ctx, `DELETE FROM push_acks WHERE (msg_id, user_id) IN (
+			SELECT msg_id, user_id FROM push_acks WHERE at < ? LIMIT ?)`, r.Now.Add(-r.PushAcks).UnixMicro())
+		if err != nil {
+			return p, fmt.Errorf("prune push acknowledgements: %w", err)
 		}
 	}
 	return p, nil

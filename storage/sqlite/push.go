@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -216,13 +217,15 @@ func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil 
 	var js []storage.PushJob
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		js = js[:0]
+		// The acknowledgements come with each job, as a JSON array.
 		rows, err := tx.QueryContext(ctx, `UPDATE push_jobs SET lease_until = ?4
 			WHERE id IN (
 				SELECT id FROM push_jobs
 				WHERE lease_until <= ?2 AND inbox IN (
 					SELECT inbox FROM push_jobs WHERE ts <= ?1 AND lease_until <= ?2 ORDER BY ts LIMIT ?3)
 				ORDER BY ts LIMIT ?3 * 4)
-			RETURNING id, inbox, seq, sender, recipient, ts, data`,
+			RETURNING id, inbox, seq, sender, recipient, ts, data,
+				(SELECT json_group_array(a.user_id) FROM push_acks a WHERE a.msg_id = push_jobs.id)`,
 			dueTS, now.UnixMilli(), limit, leaseUntil.UnixMilli())
 		if err != nil {
 			return err
@@ -230,8 +233,14 @@ func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil 
 		defer rows.Close()
 		for rows.Next() {
 			var j storage.PushJob
-			if err := rows.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data); err != nil {
+			var acked string
+			if err := rows.Scan(&j.ID, &j.Inbox, &j.Seq, &j.From, &j.To, &j.TS, &j.Data, &acked); err != nil {
 				return err
+			}
+			if acked != "[]" {
+				if err := json.Unmarshal([]byte(acked), &j.Acked); err != nil {
+					return fmt.Errorf("acknowledgements of job %s: %w", j.ID, err)
+				}
 			}
 			js = append(js, j)
 		}
@@ -244,26 +253,58 @@ func (s *Store) ClaimPushJobs(ctx context.Context, dueTS int64, now, leaseUntil 
 	return js, nil
 }
 
-// DeletePushJobs removes finished jobs.
+// DeletePushJobs removes finished jobs and their acknowledgements.
 func (s *Store) DeletePushJobs(ctx context.Context, ids []string) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, "DELETE FROM push_jobs WHERE id = ?")
-		if err != nil {
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return fmt.Errorf("delete push jobs: %w", err)
+	}
+	err = s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM push_acks WHERE msg_id IN (SELECT value FROM json_each(?))", string(list)); err != nil {
 			return err
 		}
-		defer st.Close()
-		for _, id := range ids {
-			if _, err := st.ExecContext(ctx, id); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := tx.ExecContext(ctx, "DELETE FROM push_jobs WHERE id IN (SELECT value FROM json_each(?))", string(list))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("delete push jobs: %w", classify(err))
+	}
+	return nil
+}
+
+// RecordPushAcks records acknowledgements of queued jobs in one write.
+func (s *Store) RecordPushAcks(ctx context.Context, acks []storage.PushAck) error {
+	valid, dropped, why := storage.ValidPushAcks(acks)
+	if len(valid) > 0 {
+		err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			st, err := tx.PrepareContext(ctx, `INSERT INTO push_acks (msg_id, user_id, at)
+				SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM push_jobs WHERE id = ?1)
+				ON CONFLICT DO NOTHING`)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			now := time.Now().UnixMicro()
+			for _, a := range valid {
+				at := now
+				if !a.At.IsZero() {
+					at = a.At.UnixMicro()
+				}
+				if _, err := st.ExecContext(ctx, a.ID, a.User, at); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record push acks: %w", classify(err))
+		}
+	}
+	if dropped > 0 {
+		return fmt.Errorf("record push acks: %w", storage.DroppedPushAcks(dropped, len(acks), why))
 	}
 	return nil
 }

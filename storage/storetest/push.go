@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ func pushTests() map[string]func(t *testing.T, s storage.Store) {
 		"push devices":  testPushDevices,
 		"push settings": testPushSettings,
 		"push jobs":     testPushJobs,
+		"push acks":     testPushAcks,
 	}
 }
 
@@ -159,5 +161,100 @@ func testPushJobs(t *testing.T, s storage.Store) {
 	}
 	if n, oldest, err := s.CountPushJobs(ctx(t)); err != nil || n != 0 || oldest != 0 {
 		t.Fatalf("CountPushJobs after delete = %d, %d, %v", n, oldest, err)
+	}
+}
+
+// testPushAcks: the claim of a job returns the users who acknowledged its
+// message, whoever recorded it; recording is idempotent, keeps nothing for a
+// message without a queued job, drops what no store can hold, and what it
+// keeps goes with the job or, left over, with Prune.
+func testPushAcks(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob", "carol", "dave")
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "team", Name: "Team", Owner: "alice", Members: []storage.Member{
+		{User: "alice", Role: storage.RoleOwner}, {User: "bob", Role: storage.RoleMember}, {User: "carol", Role: storage.RoleMember}}}); err != nil {
+		t.Fatal(err)
+	}
+	toBob, toDave, toTeam := dm("alice", "bob", ""), dm("alice", "dave", ""), dm("alice", "team", "")
+	toTeam.Inboxes = []string{protocol.GroupInbox("team")}
+	for _, m := range []storage.Message{toBob, toDave, toTeam} {
+		if _, _, err := s.Append(ctx(t), m); err != nil {
+			t.Fatalf("Append: %v", err)
+		}
+	}
+	record := func(acks ...storage.PushAck) {
+		t.Helper()
+		if err := s.RecordPushAcks(ctx(t), acks); err != nil {
+			t.Fatalf("RecordPushAcks(%+v): %v", acks, err)
+		}
+	}
+	noJob := uuid.NewString()
+	record(storage.PushAck{User: "bob", ID: toBob.ID}, storage.PushAck{User: "bob", ID: toTeam.ID},
+		storage.PushAck{User: "bob", ID: toTeam.ID}, // twice in one batch: his phone and his laptop
+		storage.PushAck{User: "carol", ID: noJob})   // no job: nothing to cancel, not kept
+	record(storage.PushAck{User: "bob", ID: toBob.ID}) // again: not an error
+	record()                                           // nothing: not an error
+
+	// claim returns the acknowledging users of each claimed job, by id.
+	now := time.Now()
+	claim := func(at time.Time, want int) map[string][]string {
+		t.Helper()
+		js, err := s.ClaimPushJobs(ctx(t), at.UnixMilli(), at, at.Add(time.Minute), 10)
+		if err != nil || len(js) != want {
+			t.Fatalf("ClaimPushJobs = %+v, %v; want %d jobs", js, err, want)
+		}
+		acked := map[string][]string{}
+		for _, j := range js {
+			acked[j.ID] = slices.Sorted(slices.Values(j.Acked))
+		}
+		return acked
+	}
+	got := claim(now, 3)
+	for _, c := range []struct {
+		name, id string
+		want     []string
+	}{
+		{"the DM bob acknowledged", toBob.ID, []string{"bob"}},
+		{"the DM to dave, unacknowledged", toDave.ID, nil},
+		{"the group message: bob only, carol and the sender still pushed", toTeam.ID, []string{"bob"}},
+	} {
+		if !slices.Equal(got[c.id], c.want) {
+			t.Errorf("%s: Acked = %q, want %q", c.name, got[c.id], c.want)
+		}
+	}
+
+	// A bad acknowledgement is dropped, the others are recorded; one
+	// recorded while its job is leased shows in the next claim.
+	err := s.RecordPushAcks(ctx(t), []storage.PushAck{{User: "dave", ID: "not-a-uuid"}, {User: "dave", ID: toDave.ID},
+		{User: "bad\x00user", ID: toDave.ID}, {User: "carol", ID: toTeam.ID, At: now.Add(-48 * time.Hour)}})
+	if !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("RecordPushAcks with bad ones = %v, want ErrInvalid", err)
+	}
+	later := now.Add(2 * time.Minute)
+	got = claim(later, 3)
+	if !slices.Equal(got[toDave.ID], []string{"dave"}) || !slices.Equal(got[toTeam.ID], []string{"bob", "carol"}) {
+		t.Fatalf("after more acknowledgements: %q", got)
+	}
+
+	// Deleting a job deletes its acknowledgements; one recorded after its
+	// job is gone is not kept.
+	if err := s.DeletePushJobs(ctx(t), []string{toBob.ID}); err != nil {
+		t.Fatal(err)
+	}
+	record(storage.PushAck{User: "bob", ID: toBob.ID})
+	// Left: dave's (now) and bob's (now) and carol's (two days old) of
+	// the jobs still queued. Keeping a day deletes carol's only.
+	const day = 24 * time.Hour
+	if p, err := s.Prune(ctx(t), storage.Retention{Now: now, PushAcks: day}); err != nil || p != (storage.Pruned{PushAcks: 1}) {
+		t.Fatalf("Prune of a day's acknowledgements = %+v, %v; want 1 deleted", p, err)
+	}
+	later = later.Add(2 * time.Minute)
+	got = claim(later, 2)
+	if !slices.Equal(got[toDave.ID], []string{"dave"}) || !slices.Equal(got[toTeam.ID], []string{"bob"}) {
+		t.Fatalf("after Prune: %q", got)
+	}
+	// Pruning them all a day later: had the deleted job kept its
+	// acknowledgements, there would be three.
+	if p, err := s.Prune(ctx(t), storage.Retention{Now: now.Add(day + time.Minute), PushAcks: day}); err != nil || p != (storage.Pruned{PushAcks: 2}) {
+		t.Fatalf("Prune a day later = %+v, %v; want the 2 left", p, err)
 	}
 }

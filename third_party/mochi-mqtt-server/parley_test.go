@@ -229,3 +229,43 @@ func TestMaximumSubscriptionFilters(t *testing.T) {
 		cl.Stop(errClientStop)
 	}
 }
+
+// publishedHook records OnPublished.
+type publishedHook struct {
+	HookBase
+	published chan string
+}
+
+func (h *publishedHook) ID() string { return "published" }
+func (h *publishedHook) Provides(b byte) bool {
+	return b == OnPublished
+}
+func (h *publishedHook) OnPublished(_ *Client, pk packets.Packet) { h.published <- pk.TopicName }
+
+// Parley patch 13: a QoS 1 message accepted by OnPublish is delivered
+// (OnPublished runs) even when its PUBACK cannot be written: the sender is
+// going, and what a hook stored must still reach its subscribers.
+func TestPublishedWhenPubackFails(t *testing.T) {
+	s := newServer()
+	h := &publishedHook{published: make(chan string, 1)}
+	if err := s.AddHook(h, nil); err != nil {
+		t.Fatal(err)
+	}
+	cl, r, w := newTestClient()
+	cl.ops.hooks = s.hooks
+	r.Close() // the sender's side is gone: the PUBACK write fails
+	w.Close()
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, TopicName: "a/b", PacketID: 7,
+		Payload: []byte("x")}
+	if err := s.processPublish(cl, pk); err == nil {
+		t.Fatal("the PUBACK write did not fail: the test proves nothing")
+	}
+	select {
+	case topic := <-h.published:
+		if topic != "a/b" {
+			t.Fatalf("OnPublished for %q", topic)
+		}
+	default:
+		t.Fatal("OnPublished did not run: the accepted message is never delivered")
+	}
+}

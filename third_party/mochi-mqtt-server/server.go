@@ -982,6 +982,13 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	err = cl.WritePacket(ack)
 	if err != nil {
+		// Parley patch 13: the message was accepted (OnPublish let it
+		// through) even though its PUBACK cannot reach the sender (it is
+		// going): deliver it, as QoS 1 allows; the sender retries.
+		if pk.FixedHeader.Qos == 1 {
+			s.publishToSubscribers(pk)
+			s.hooks.OnPublished(cl, pk)
+		}
 		return err
 	}
 

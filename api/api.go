@@ -52,6 +52,10 @@ type Config struct {
 	// Degraded names parts the node serves without (the cluster bus): the
 	// node is ready, and /readyz says what it lacks.
 	Degraded func(ctx context.Context) []string
+	// Cluster describes the cluster for GET /v1/cluster (administrators):
+	// the nodes, their connections and their bus status. nil: a single
+	// node, described by Node.
+	Cluster func() any
 	// Static serves everything not under /v1 (the web app). Optional.
 	Static http.Handler
 	// Timeout bounds each request's store work. Default 10s.
@@ -87,6 +91,7 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	a.mux.HandleFunc("GET /v1/users/{id}", a.authed(a.getUser))
 	a.mux.HandleFunc("GET /v1/messages", a.authed(a.messages))
 	a.mux.HandleFunc("POST /v1/admin/users", a.admin(a.bulkUsers))
+	a.mux.HandleFunc("GET /v1/cluster", a.admin(a.cluster))
 	a.registerGroups()
 	a.registerConversations()
 	a.registerPresence()
@@ -491,4 +496,14 @@ func (a *API) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// cluster answers GET /v1/cluster (administrators): the nodes as this node
+// knows them from their heartbeats.
+func (a *API) cluster(w http.ResponseWriter, _ *http.Request) {
+	if a.cfg.Cluster == nil {
+		writeJSON(w, http.StatusOK, map[string]any{"clustered": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, a.cfg.Cluster())
 }

@@ -129,6 +129,12 @@ type ClusterConfig struct {
 	// Node is the node's name, unique in the cluster; its metrics carry it
 	// as the label node. Required with NATSURL.
 	Node string
+	// Heartbeat is how often the node tells the others it is alive.
+	// Default 1s.
+	Heartbeat time.Duration
+	// NodeTimeout is how long a node may go unheard before the others
+	// show its users' devices offline. Default 10s.
+	NodeTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -341,12 +347,16 @@ func New(cfg Config, d Deps) (*Server, error) {
 	var bus *cluster.Bus
 	if cfg.Cluster.NATSURL != "" {
 		var err error
-		bus, err = cluster.Connect(cluster.Config{URL: cfg.Cluster.NATSURL, Node: cfg.Cluster.Node}, regr,
+		bus, err = cluster.Connect(cluster.Config{URL: cfg.Cluster.NATSURL, Node: cfg.Cluster.Node,
+			Heartbeat: cfg.Cluster.Heartbeat, NodeTimeout: cfg.Cluster.NodeTimeout,
+			Connections: func() int64 { return atomic.LoadInt64(&srv.Info.ClientsConnected) }}, regr,
 			log.With("component", "cluster"))
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 		inbox.UseBus(bus)
+		presence.UseDirectory(bus)
+		bus.UsePresence(presence)
 	}
 	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus,
 		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
@@ -369,6 +379,10 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 		s.metricsHTTP = cfg.newHTTPServer(h)
 	}
+	var clusterFunc func() any
+	if bus != nil {
+		clusterFunc = s.clusterView
+	}
 	var groupsBroker groups.Broker = inbox
 	var presenceAPI api.Presence = presence
 	if bus != nil {
@@ -383,6 +397,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Metrics:  apiMetrics,
 		Ready:    s.ready,
 		Degraded: s.degraded,
+		Cluster:  clusterFunc,
 		Static:   d.Static,
 		Presence: presenceAPI,
 		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, groupsBroker),

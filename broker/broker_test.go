@@ -638,6 +638,10 @@ func testSlowConsumerIsDisconnectedAndCatchesUp(t *testing.T, o brokertest.Optio
 	cfg := brokertestConfig()
 	cfg.Inbox.Rate = -1
 	cfg.Inbox.MaxInflight = 8
+	// On a busy machine alice's messages can reach bob's subscription while
+	// its catch-up still runs: a full catch-up window that sees no
+	// acknowledgement cuts him off too.
+	cfg.Inbox.CatchupAckWait = 300 * time.Millisecond
 	n := brokertest.Start(t, withConfig(o, cfg))
 	at, bt := n.User("alice"), n.User("bob")
 	// bob never acknowledges: after 8 unacknowledged deliveries he is cut off.
@@ -651,7 +655,7 @@ func testSlowConsumerIsDisconnectedAndCatchesUp(t *testing.T, o brokertest.Optio
 	}
 	select {
 	case <-bob.Done():
-	case <-time.After(10 * time.Second):
+	case <-time.After(brokertest.Patience(10 * time.Second)):
 		t.Fatal("slow consumer not disconnected")
 	}
 	bob = n.MustV5("bob", bt, "bob/phone", persistent)

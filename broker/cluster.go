@@ -63,3 +63,22 @@ func (s *Server) handleEvents() error {
 	}
 	return nil
 }
+
+// clusterView is GET /v1/cluster's answer.
+type clusterView struct {
+	Clustered bool               `json:"clustered"`
+	Node      string             `json:"node"` // the node answering
+	Bus       busView            `json:"bus"`
+	Nodes     []cluster.NodeInfo `json:"nodes"`
+}
+
+type busView struct {
+	Connected bool   `json:"connected"`
+	Server    string `json:"server,omitempty"`
+	Watched   int    `json:"watched_filters"`
+}
+
+func (s *Server) clusterView() any {
+	connected, server, watched := s.bus.Status()
+	return clusterView{Clustered: true, Node: s.bus.Node(), Bus: busView{connected, server, watched}, Nodes: s.bus.Nodes()}
+}

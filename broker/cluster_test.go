@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/parleychat/parley/broker/brokertest"
 	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
 )
 
 // In these tests the sender, the recipient and the recipient's second
@@ -429,4 +432,76 @@ func TestClusterPrivacy(t *testing.T) {
 	testwait.Until(t, 10*time.Second, "node 2 ends bob's subscription to p/alice", func() bool {
 		return !n2.Srv.Subscribed("bob/phone", "p/alice")
 	})
+}
+
+// TestClusterGapRepair: an entry stored but never announced (its node died
+// between the commit and the announcement; here written to the store
+// directly) reaches a live device on another node once a later entry shows
+// the gap: the node reads it from the store and fans it out.
+func TestClusterGapRepair(t *testing.T) {
+	c := brokertest.StartCluster(t, 2, brokertest.Options{})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	at, bt := n1.User("alice"), n1.User("bob")
+	bob := n2.MustV5("bob", bt, "bob/phone", brokertest.V5Options{}) // a clean session: no catch-up to lean on
+	bob.Sub(t, "u/bob", 1)
+	alice := n1.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	alice.Pub(t, "u/bob", "one")
+	bob.In.WaitN(t, 1, protocol.TypeMsg)
+	// Stored, never announced.
+	if _, _, err := n1.Store.Append(brokertest.Ctx(t, 5*time.Second), storage.Message{ID: uuid.NewString(), From: "alice",
+		To: "bob", TS: time.Now().UnixMilli(), Type: protocol.TypeMsg, Data: protocol.TextBody("lost"),
+		Inboxes: []string{"u/bob"}}); err != nil {
+		t.Fatal(err)
+	}
+	alice.Pub(t, "u/bob", "three")
+	got := bob.In.WaitN(t, 3, protocol.TypeMsg)
+	seen := map[int64]bool{}
+	for _, h := range msgs(t, got) {
+		if seen[h.Seq] {
+			t.Fatalf("seq %d twice", h.Seq)
+		}
+		seen[h.Seq] = true
+	}
+	if !seen[1] || !seen[2] || !seen[3] {
+		t.Fatalf("bob has seqs %v, want 1, 2 and 3", seen)
+	}
+}
+
+// TestClusterReadMarkers: bob reads on his phone (node 2); his laptop on
+// node 3 learns it from his inbox, alice on node 1 gets the read receipt,
+// and every node's API answers the same unread counts.
+func TestClusterReadMarkers(t *testing.T) {
+	c := brokertest.StartCluster(t, 3, brokertest.Options{})
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	at, bt := n1.User("alice"), n1.User("bob")
+	alice := n1.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	alice.Sub(t, "u/alice", 1)
+	phone := n2.MustV5("bob", bt, "bob/phone", brokertest.V5Options{})
+	phone.Sub(t, "u/bob", 1)
+	laptop := n3.MustV3("bob", bt, "bob/laptop", true)
+	laptop.Sub(t, "u/bob", 1)
+	for i := 1; i <= 3; i++ {
+		alice.Pub(t, "u/bob", fmt.Sprintf("a%d", i))
+	}
+	phone.In.WaitN(t, 3, protocol.TypeMsg)
+	if rc := phone.Pub(t, "u/bob", `{"type":"read","inbox":"u/bob","with":"alice","seq":2}`); rc != 0 {
+		t.Fatalf("read marker: %#x", rc)
+	}
+	echo := laptop.In.WaitN(t, 1, protocol.TypeRead)[0].Entry(t)
+	if echo["with"] != "alice" || echo["read_seq"] != 2.0 {
+		t.Fatalf("read echo on node 3 = %v", echo)
+	}
+	alice.In.WaitFor(t, 10*time.Second, "a read receipt on node 1", func(ms []brokertest.Msg) bool {
+		for _, m := range ms {
+			if e := m.Entry(t); e["type"] == "receipt" && e["status"] == "read" && e["by"] == "bob" {
+				return len(e["ids"].([]any)) == 2
+			}
+		}
+		return false
+	})
+	for _, n := range c.Nodes {
+		if cs := conversations(t, n, bt); cs["alice"].Unread != 1 || cs["alice"].ReadSeq != 2 {
+			t.Fatalf("bob's conversations on %s: %+v", n.Name, cs)
+		}
+	}
 }

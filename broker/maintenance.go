@@ -29,6 +29,10 @@ type MaintenanceConfig struct {
 	// suppression that outlived their push jobs (a race leaves a few).
 	// Default 24h; keep it well above push.grace.
 	PushAckAge time.Duration
+	// DeliveryAge deletes the records of which users have which message
+	// (delivered receipts, once per message across nodes). Default 72h: an
+	// acknowledgement of an older message may repeat its receipt.
+	DeliveryAge time.Duration
 	// Timeout bounds one prune. Default 5m.
 	Timeout time.Duration
 }
@@ -45,6 +49,9 @@ func (c *MaintenanceConfig) setDefaults() {
 	}
 	if c.PushAckAge <= 0 {
 		c.PushAckAge = 24 * time.Hour
+	}
+	if c.DeliveryAge <= 0 {
+		c.DeliveryAge = 72 * time.Hour
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
@@ -109,19 +116,21 @@ func (m *maintainer) prune() {
 		}
 	}()
 	p, err := m.store.Prune(ctx, storage.Retention{Tokens: true, Dedup: m.cfg.DedupAge, Cursors: m.cfg.CursorAge,
-		PushAcks: m.cfg.PushAckAge})
+		PushAcks: m.cfg.PushAckAge, Deliveries: m.cfg.DeliveryAge})
 	m.pruned.WithLabelValues("tokens").Add(float64(p.Tokens))
 	m.pruned.WithLabelValues("dedup").Add(float64(p.DedupKeys))
 	m.pruned.WithLabelValues("cursors").Add(float64(p.Cursors))
 	m.pruned.WithLabelValues("push_acks").Add(float64(p.PushAcks))
+	m.pruned.WithLabelValues("deliveries").Add(float64(p.Deliveries))
 	if err != nil {
 		m.errs.Inc()
 		m.log.Warn("prune", "error", err, "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors,
-			"push_acks", p.PushAcks)
+			"push_acks", p.PushAcks, "deliveries", p.Deliveries)
 		return
 	}
-	if p.Tokens+p.DedupKeys+p.Cursors+p.PushAcks > 0 {
-		m.log.Info("pruned", "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors, "push_acks", p.PushAcks)
+	if p.Tokens+p.DedupKeys+p.Cursors+p.PushAcks+p.Deliveries > 0 {
+		m.log.Info("pruned", "tokens", p.Tokens, "dedup_keys", p.DedupKeys, "cursors", p.Cursors, "push_acks", p.PushAcks,
+			"deliveries", p.Deliveries)
 	}
 }
 

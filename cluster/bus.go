@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -42,6 +43,18 @@ type Config struct {
 	// PingInterval is how often the NATS connection is checked when idle;
 	// after two unanswered pings it is considered lost. Default 5s.
 	PingInterval time.Duration
+	// Heartbeat is how often the node tells the others it is alive.
+	// Default 1s.
+	Heartbeat time.Duration
+	// NodeTimeout is how long a node may go unheard before the others
+	// count it dead, and its users' devices offline. Default 10s.
+	NodeTimeout time.Duration
+	// Replicas of the presence bucket in JetStream. Default 3 (1 when the
+	// NATS cluster is smaller).
+	Replicas int
+	// Connections, if set, reports the node's connections (heartbeats and
+	// GET /v1/cluster carry it).
+	Connections func() int64
 }
 
 func (c *Config) setDefaults() {
@@ -56,6 +69,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 5 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = time.Second
+	}
+	if c.NodeTimeout <= 0 {
+		c.NodeTimeout = 10 * time.Second
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 3
 	}
 }
 
@@ -86,6 +108,13 @@ type Bus struct {
 	wildcards int                           // watched filters with wildcards
 	sessions  map[string]*nats.Subscription // client id held here -> its claims' subscription
 
+	presence atomic.Pointer[presenceReceiver]
+	inc      int64     // this incarnation: when the node started (unix nanoseconds)
+	started  time.Time // when it started
+	peers    nodes     // the other nodes, from their heartbeats
+	kvMu     sync.Mutex
+	kvb      jetstream.KeyValue // the presence bucket, once created
+
 	workers []chan *nats.Msg
 	quit    chan struct{}
 	wg      sync.WaitGroup
@@ -108,6 +137,7 @@ type metrics struct {
 	watched        prometheus.GaugeFunc
 	resyncRequests prometheus.Counter
 	takeovers      prometheus.Counter
+	nodesDown      prometheus.Counter
 }
 
 // Connect returns a node's bus. It connects to NATS in the background and
@@ -126,11 +156,13 @@ func Connect(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Bus, err
 	}
 	b := &Bus{cfg: cfg, log: log, subs: map[string]*nats.Subscription{}, sessions: map[string]*nats.Subscription{},
 		quit: make(chan struct{}), claims: make(chan *nats.Msg, 4096),
+		started: time.Now(), peers: nodes{peers: map[string]*NodeInfo{}},
 		resync: make(chan struct{}, 1)}
+	b.inc = b.started.UnixNano()
 	b.initMetrics()
 	if reg != nil {
 		reg.MustRegister(b.m.connected, b.m.published, b.m.publishErrors, b.m.received, b.m.dropped, b.m.latency,
-			b.m.reconnects, b.m.watched, b.m.resyncRequests, b.m.takeovers)
+			b.m.reconnects, b.m.watched, b.m.resyncRequests, b.m.takeovers, b.m.nodesDown)
 	}
 	for range cfg.Workers {
 		b.workers = append(b.workers, make(chan *nats.Msg, cfg.Queue))
@@ -153,6 +185,9 @@ func Connect(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Bus, err
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			b.m.reconnects.Inc()
+			b.kvMu.Lock()
+			b.kvb = nil // NATS may have restarted without it: look it up again
+			b.kvMu.Unlock()
 			b.log.Info("cluster bus reconnected", "node", cfg.Node, "server", nc.ConnectedUrlRedacted())
 			b.requestResync()
 		}),
@@ -206,6 +241,8 @@ func (b *Bus) initMetrics() {
 		}),
 		resyncRequests: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_resyncs_requested_total",
 			Help: "Resyncs of this node's devices from the store after a bus outage or overflow."}),
+		nodesDown: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_cluster_nodes_down_total",
+			Help: "Other nodes found dead (unheard for cluster.node_timeout) or restarted."}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_session_claims_received_total",
 			Help: "Claims of a client id held here by a connection on another node."}),
 	}
@@ -221,6 +258,7 @@ func (b *Bus) Start(r Receiver) {
 	b.wg.Add(2)
 	go b.resyncLoop()
 	go b.claimsLoop()
+	b.startHeartbeats()
 }
 
 // Close ends the node's link: its subscriptions go and pending
@@ -364,8 +402,12 @@ func (b *Bus) handle(msg *nats.Msg) {
 	}
 	sent := int64(binary.BigEndian.Uint64(msg.Data))
 	seq := int64(binary.BigEndian.Uint64(msg.Data[8:]))
-	if seq == membershipSeq {
+	switch seq {
+	case membershipSeq:
 		b.membershipChanged(msg.Data[header:])
+		return
+	case presenceSeq:
+		b.presenceChanged(inbox, msg.Data[header:])
 		return
 	}
 	b.m.received.Inc()
@@ -410,6 +452,9 @@ func (b *Bus) resyncLoop() {
 	for {
 		select {
 		case <-b.resync:
+			if r := b.presence.Load(); r != nil {
+				r.ResyncPresence()
+			}
 			if r := b.recv.Load(); r != nil {
 				r.Resync()
 			}

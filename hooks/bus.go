@@ -44,7 +44,7 @@ type Bus interface {
 // UseBus connects the hook to the other nodes of a cluster. Call it before
 // Start; the bus calls Receive with the entries of other nodes and Resync
 // when it comes back after an outage.
-func (h *Inbox) UseBus(b Bus) { h.bus, h.interest.bus = b, b }
+func (h *Inbox) UseBus(b Bus) { h.bus, h.interest.bus, h.interest.gaps = b, b, h.gaps }
 
 // Receive fans out an entry stored and announced by another node to this
 // node's subscribers of its inbox.
@@ -103,6 +103,7 @@ func (h *Inbox) Resync() {
 type interest struct {
 	mu      sync.Mutex
 	bus     Bus
+	gaps    *gapTracker                    // tracks the inboxes watched by name
 	filters map[string]map[string]struct{} // filter -> client ids
 	clients map[string]map[string]struct{} // client id -> filters
 }
@@ -111,11 +112,12 @@ func newInterest() *interest {
 	return &interest{filters: map[string]map[string]struct{}{}, clients: map[string]map[string]struct{}{}}
 }
 
-// busFilter reports whether a subscription filter can match inbox topics.
+// busFilter reports whether a subscription filter can match inbox or
+// presence topics: their changes come from every node.
 func busFilter(filter string) bool {
 	first, _, _ := strings.Cut(filter, "/")
 	switch first {
-	case "u", "g", "+", "#":
+	case "u", "g", "p", "+", "#":
 		return true
 	}
 	return false
@@ -134,6 +136,9 @@ func (in *interest) add(cid, filter string) (watched bool) {
 		cs = map[string]struct{}{}
 		in.filters[filter] = cs
 		in.bus.Watch(filter)
+		if in.gaps != nil && isInboxTopic(filter) && !strings.ContainsAny(filter, "+#") {
+			in.gaps.watch(filter)
+		}
 		watched = true
 	}
 	cs[cid] = struct{}{}
@@ -164,6 +169,9 @@ func (in *interest) removeLocked(cid, filter string) {
 	if len(cs) == 0 {
 		delete(in.filters, filter)
 		in.bus.Unwatch(filter)
+		if in.gaps != nil {
+			in.gaps.forget(filter)
+		}
 	}
 	if fs := in.clients[cid]; fs != nil {
 		delete(fs, filter)

@@ -254,7 +254,15 @@ func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
 		window = rm
 	}
+	waitSince := time.Now()
 	for g.qos > 0 && cl.State.Inflight.Len() >= window {
+		if time.Since(waitSince) > h.cfg.CatchupAckWait {
+			// A device that acknowledges nothing while its window is full
+			// is a slow consumer in catch-up too (live, MaxInflight says
+			// so): it catches up when it comes back.
+			h.slowConsumer(cl, "no acknowledgement during catch-up")
+			return false
+		}
 		sess.mu.Lock()
 		wait := sess.ackWait
 		sess.mu.Unlock()

@@ -28,6 +28,7 @@ type Store interface {
 	LastSeq(ctx context.Context, inbox string) (int64, error)
 	GetCursor(ctx context.Context, clientID, inbox string) (int64, error)
 	SaveCursors(ctx context.Context, cs []storage.Cursor) error
+	DeliveryStore // delivered receipts (receipts.go)
 }
 
 // InboxConfig configures the Inbox hook.
@@ -92,6 +93,10 @@ type InboxConfig struct {
 	// CatchupWindow is the most unacknowledged catch-up entries per device.
 	// Default 64 (or the client's Receive Maximum if smaller).
 	CatchupWindow int
+	// CatchupAckWait is how long a catch-up with a full window waits for
+	// an acknowledgement before the device is disconnected as a slow
+	// consumer (it catches up when it returns). Default 30s.
+	CatchupAckWait time.Duration
 	// MaxInflight is the most unacknowledged deliveries a subscriber may have
 	// before it is disconnected as a slow consumer (it catches up when it
 	// comes back). Default 1024.
@@ -169,6 +174,9 @@ func (c *InboxConfig) setDefaults() {
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = 1024
 	}
+	if c.CatchupAckWait <= 0 {
+		c.CatchupAckWait = 30 * time.Second
+	}
 	if c.ReceiptDelay <= 0 {
 		c.ReceiptDelay = 50 * time.Millisecond
 	}
@@ -193,9 +201,10 @@ type Inbox struct {
 	isAdmin func(string) bool
 	now     func() time.Time
 
-	sessions sync.Map // client id -> *session
-	groups   groupCache
-	users    *userStates // per-user publish rate and error entry budget
+	sessions  sync.Map // client id -> *session
+	published sync.Map // *mqtt.Client -> published: stored by OnPublish, delivered by OnPublished
+	groups    groupCache
+	users     *userStates // per-user publish rate and error entry budget
 
 	persistMu sync.Mutex                     // guards persisted
 	persisted map[string]map[string]*session // user -> client id -> its persistent session
@@ -213,8 +222,11 @@ type Inbox struct {
 
 	receipts chan ackEvent
 
-	bus      Bus       // the cluster's; nil on a single node
-	interest *interest // the inbox filters this node's clients subscribe to, for the bus
+	delivered recentIDs // messages this node stored and delivered lately (retries are not delivered twice)
+
+	bus      Bus         // the cluster's; nil on a single node
+	gaps     *gapTracker // in a cluster: entries that did not reach this node (gaps.go)
+	interest *interest   // the inbox filters this node's clients subscribe to, for the bus
 
 	cursorMu sync.Mutex // guards dirty
 	dirty    map[cursorKey]int64
@@ -304,6 +316,7 @@ func NewInbox(cfg InboxConfig, store Store, srv *mqtt.Server, isAdmin func(strin
 		catching:  map[string][]*gate{},
 		receipts:  make(chan ackEvent, 1<<16),
 		interest:  newInterest(),
+		gaps:      newGapTracker(),
 		dirty:     map[cursorKey]int64{},
 		quit:      make(chan struct{}),
 	}
@@ -330,6 +343,10 @@ func (h *Inbox) Start() {
 	go h.runReceipts()
 	go h.runCursors()
 	go h.runUsers()
+	if h.bus != nil {
+		h.wg.Add(1)
+		go h.runGaps()
+	}
 }
 
 // runUsers forgets, every few seconds, the per-user states that are as new
@@ -396,6 +413,9 @@ func (h *Inbox) OnSessionEstablish(cl *mqtt.Client, pk packets.Packet) {
 		sess.limiter = rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst)
 	}
 	sess.strikes = strikes{}
+	// A publish of the previous connection whose PUBACK could not be
+	// written left these set (no OnQosComplete followed).
+	sess.inboundAck, sess.clobbered = false, nil
 	persistentNow := sess.persistent
 	sess.mu.Unlock()
 	if h.bus != nil {
@@ -464,6 +484,7 @@ func dropInboxInflights(cl *mqtt.Client) {
 // OnDisconnect ends the connection's deliveries: unacknowledged inbox
 // deliveries are dropped (catch-up resends them), cursors are flushed soon.
 func (h *Inbox) OnDisconnect(cl *mqtt.Client, _ error, expire bool) {
+	h.published.Delete(cl) // a publish whose OnPublished never came (QoS 2 whose PUBREC failed)
 	sess := h.session(cl)
 	if sess == nil {
 		return
@@ -804,8 +825,10 @@ func (h *Inbox) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 // goroutine, and it is what makes the PUBACK mean "stored". The stored
 // entries are delivered in OnPublished, after the PUBACK.
 func (h *Inbox) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	out, err := h.onPublish(cl, pk)
-	if sess := h.session(cl); sess != nil && sess.inboundAck {
+	sess := h.session(cl)
+	out, err := h.onPublish(cl, sess, pk)
+	h.stash(cl, sess)
+	if sess != nil && sess.inboundAck {
 		// A delivery may have taken the publish's packet id while it was
 		// being stored; mochi is about to overwrite it with its PUBACK.
 		h.saveClobbered(cl, sess, pk.PacketID)
@@ -813,11 +836,33 @@ func (h *Inbox) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, e
 	return out, err
 }
 
-func (h *Inbox) onPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+// stash keeps what the publish being handled stored for the connection's
+// OnPublished: it is this connection's, whatever happens to the session
+// meanwhile (taken over here or on another node while the commit was
+// awaited: it may be gone or replaced by the time OnPublished runs).
+func (h *Inbox) stash(cl *mqtt.Client, sess *session) {
+	if sess == nil || len(sess.pending) == 0 {
+		return
+	}
+	p := published{qos: sess.pendingQoS}
+	if v, ok := h.published.Load(cl); ok {
+		p.entries = v.(published).entries
+	}
+	p.entries = append(p.entries, sess.pending...)
+	h.published.Store(cl, p)
+	sess.pending = sess.pending[:0]
+}
+
+// published is what a connection's OnPublish stored, for its OnPublished.
+type published struct {
+	entries []protocol.Entry
+	qos     byte
+}
+
+func (h *Inbox) onPublish(cl *mqtt.Client, sess *session, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	sess := h.session(cl)
 	if sess == nil {
 		return pk, packets.ErrRejectPacket
 	}
@@ -900,13 +945,25 @@ func (h *Inbox) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet, t p
 		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
 	}
 	h.metrics.StoreLatency.Observe(time.Since(start).Seconds())
-	if !dup {
-		// A repeat of a stored message is acknowledged but not delivered
-		// again: its first delivery happened, or catch-up brings it.
+	switch {
+	case !dup:
 		h.metrics.Stored.WithLabelValues(protocol.TypeMsg).Inc()
+		h.delivered.add(es[0].ID)
+		sess.pending = append(sess.pending, es...)
+		sess.pendingQoS = 1
+	case !h.delivered.has(es[0].ID):
+		// A retry of a message this node did not deliver: the node that
+		// stored it may have died between its commit and its delivery
+		// (the sender got no PUBACK, and retried here). Delivered now, it
+		// reaches the recipient in order, before the sender's next
+		// message; a device that had it gets a repeat, dropped by seq.
+		h.metrics.Redelivered.Inc()
+		h.delivered.add(es[0].ID)
 		sess.pending = append(sess.pending, es...)
 		sess.pendingQoS = 1
 	}
+	// A retry of a message this node delivered is acknowledged and not
+	// delivered again.
 	return pk, packets.CodeSuccessIgnore
 }
 
@@ -1019,7 +1076,9 @@ func (h *Inbox) Refuse(cl *mqtt.Client, pk packets.Packet, err error) (packets.P
 	if sess == nil {
 		return pk, packets.ErrRejectPacket
 	}
-	return h.refuse(cl, sess, pk, err)
+	out, rerr := h.refuse(cl, sess, pk, err)
+	h.stash(cl, sess) // an error entry, for OnPublished
+	return out, rerr
 }
 
 func codeLabel(c protocol.Code) string {
@@ -1072,14 +1131,14 @@ func (h *Inbox) OnPublished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
-	sess := h.session(cl)
-	if sess == nil || len(sess.pending) == 0 {
+	v, ok := h.published.LoadAndDelete(cl)
+	if !ok {
 		return
 	}
-	for _, e := range sess.pending {
-		h.deliver(e, sess.pendingQoS)
+	p := v.(published)
+	for _, e := range p.entries {
+		h.deliver(e, p.qos)
 	}
-	sess.pending = sess.pending[:0]
 }
 
 // deliver hands a stored entry to its inbox's live subscribers: on this
@@ -1113,6 +1172,9 @@ func (h *Inbox) fanout(inbox string, seq int64, payload []byte, qos byte) {
 	}
 	if err := h.srv.Publish(inbox, payload, false, qos); err != nil {
 		h.log.Warn("deliver", "inbox", inbox, "seq", seq, "error", err)
+	}
+	if h.bus != nil {
+		h.gaps.seen(inbox, seq, h.now())
 	}
 }
 

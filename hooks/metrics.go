@@ -24,6 +24,9 @@ type Metrics struct {
 
 	Resyncs         prometheus.Counter // subscriptions made to catch up after a bus outage
 	RemoteTakeovers prometheus.Counter // sessions ended because their client id connected to another node
+	Redelivered     prometheus.Counter // retried messages delivered because this node had not delivered them
+	GapRepairs      prometheus.Counter // entries read from the store because they never reached this node
+	ReceiptFallback prometheus.Counter // acknowledgements receipted from memory because the store could not record them
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -64,13 +67,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Persistent sessions evicted because their user held limits.max_sessions_per_user."}),
 		Resyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_bus_resyncs_total",
 			Help: "Inbox subscriptions sent to catch-up from the store because the cluster bus came back after an outage."}),
+		ReceiptFallback: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_receipt_record_failures_total",
+			Help: "Acknowledgements receipted from this node's memory because the store could not record them (a receipt may repeat across nodes)."}),
+		GapRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_gap_repairs_total",
+			Help: "Entries that never reached this node live (their node died after the commit, or the bus dropped them), read from the store and fanned out."}),
+		Redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_retries_redelivered_total",
+			Help: "Retries of stored messages (same cid) delivered because this node had not delivered them (the storing node died before it could)."}),
 		RemoteTakeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_sessions_taken_over_remotely_total",
 			Help: "Sessions ended here because a connection with their client id began on another node."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers)
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers, m.Redelivered, m.GapRepairs, m.ReceiptFallback)
 	}
 	return m
 }

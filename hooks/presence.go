@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/maphash"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +27,14 @@ type PresenceStore interface {
 	SetPresencePrivacy(ctx context.Context, user, privacy string) error
 	PresencePrivacy(ctx context.Context, user string) (string, error)
 	SharesConversation(ctx context.Context, a, b string) (bool, error)
+}
+
+// PresenceDirectory shares presence between the nodes of a cluster: each
+// node records its view of a user (its devices' status, offline when it
+// has none) and reads the user's state in the whole cluster.
+type PresenceDirectory interface {
+	SetPresence(ctx context.Context, user, status string, since time.Time) (protocol.Presence, error)
+	GetPresence(ctx context.Context, users []string) (map[string]protocol.Presence, error)
 }
 
 // Refuser reports a refused publish to its client. Inbox implements it, so
@@ -113,6 +122,7 @@ type Presence struct {
 	store   PresenceStore
 	srv     *mqtt.Server
 	refuser Refuser
+	dir     PresenceDirectory // the cluster's; nil on a single node
 	isAdmin func(string) bool
 	now     func() time.Time
 
@@ -405,9 +415,116 @@ func (h *Presence) update(user string, u *userPresence) {
 	default:
 		p.TS = now.UnixMilli()
 	}
-	if err := h.srv.Publish(protocol.PresenceTopic(user), p.AppendJSON(nil), true, 1); err != nil {
-		h.log.Warn("publish presence", "user", user, "status", status, "error", err)
+	if h.dir != nil {
+		// In a cluster p/{user} shows the user across nodes: this node's
+		// view is one part of it (a device leaving here while another is
+		// connected elsewhere changes nothing).
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		cp, err := h.dir.SetPresence(ctx, user, status, now)
+		cancel()
+		if err != nil {
+			// The bus is away: this node's view, until ResyncPresence.
+			h.log.Warn("cluster presence unavailable: showing this node's view", "user", user, "error", err)
+		} else {
+			p = cp
+		}
 	}
+	h.retain(user, p)
+}
+
+// retain publishes p as user's retained state, unless it is that already.
+// The user's shard lock is held.
+func (h *Presence) retain(user string, p protocol.Presence) {
+	topic := protocol.PresenceTopic(user)
+	payload := p.AppendJSON(nil)
+	if cur, ok := h.srv.Topics.Retained.Get(topic); ok && bytes.Equal(cur.Payload, payload) {
+		return
+	}
+	if err := h.srv.Publish(topic, payload, true, 1); err != nil {
+		h.log.Warn("publish presence", "user", user, "status", p.Status, "error", err)
+	}
+}
+
+// UseDirectory makes the hook show presence across the nodes of a cluster.
+// Call it before the broker serves.
+func (h *Presence) UseDirectory(d PresenceDirectory) { h.dir = d }
+
+// PresenceChanged retains user's state in the cluster as it is now: another
+// node changed it (lastSeen, if not 0, is when the user went offline
+// there). Runs on the bus's goroutine.
+func (h *Presence) PresenceChanged(user string, lastSeen int64) {
+	if lastSeen > 0 {
+		h.markSeen(user, time.UnixMilli(lastSeen))
+	}
+	sh := h.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	h.refresh(user)
+}
+
+// refresh reads user's state in the cluster and retains it, if this node
+// retains one for user (has had subscribers). The user's shard lock is held.
+func (h *Presence) refresh(user string) {
+	if h.dir == nil {
+		return
+	}
+	if _, ok := h.srv.Topics.Retained.Get(protocol.PresenceTopic(user)); !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	defer cancel()
+	states, err := h.dir.GetPresence(ctx, []string{user})
+	if err != nil {
+		h.log.Warn("cluster presence unavailable", "user", user, "error", err)
+		return
+	}
+	p, ok := states[user]
+	if !ok {
+		p = protocol.Presence{User: user, Status: protocol.StatusOffline}
+	}
+	if p.Status == protocol.StatusOffline && p.LastSeen == 0 {
+		if seen, err := h.lastSeen(ctx, []string{user}); err == nil && !seen[user].IsZero() {
+			p.LastSeen = seen[user].UnixMilli()
+		}
+	}
+	h.retain(user, p)
+}
+
+// NodeDown re-reads, from the cluster, the state of every user this node
+// retains one for: a node that died held some of their devices.
+func (h *Presence) NodeDown() {
+	for topic := range h.srv.Topics.Retained.GetAll() {
+		user, ok := strings.CutPrefix(topic, protocol.PresencePrefix)
+		if !ok {
+			continue
+		}
+		h.PresenceChanged(user, 0)
+	}
+}
+
+// ResyncPresence writes this node's view of its users to the cluster again
+// (the bus was away, or NATS restarted and forgot them), then re-reads the
+// users it retains.
+func (h *Presence) ResyncPresence() {
+	if h.dir == nil {
+		return
+	}
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.Lock()
+		for user, u := range sh.users {
+			if u.status == protocol.StatusOffline {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+			if _, err := h.dir.SetPresence(ctx, user, u.status, u.since); err != nil {
+				h.log.Warn("cluster presence resync", "user", user, "error", err)
+			}
+			cancel()
+		}
+		sh.mu.Unlock()
+	}
+	h.NodeDown()
 }
 
 // OnSubscribed gives a new subscriber to p/{user} a state when none is
@@ -424,6 +541,14 @@ func (h *Presence) OnSubscribed(_ *mqtt.Client, pk packets.Packet, codes []byte)
 			continue
 		}
 		if _, ok := h.srv.Topics.Retained.Get(sub.Filter); ok {
+			if h.dir != nil {
+				// What this node retains may be stale: it hears a user's
+				// changes only while it has subscribers of p/{user}.
+				sh := h.shard(t.ID)
+				sh.mu.Lock()
+				h.refresh(t.ID)
+				sh.mu.Unlock()
+			}
 			continue
 		}
 		if err := h.retainState(t.ID); err != nil {
@@ -478,7 +603,16 @@ func (h *Presence) retainState(user string) error {
 		return nil // a change was published meanwhile
 	}
 	p := h.current(sh, user)
-	if t := seen[user]; p.Status == protocol.StatusOffline && !t.IsZero() {
+	if h.dir != nil {
+		states, err := h.dir.GetPresence(ctx, []string{user})
+		if err != nil {
+			return err
+		}
+		if cp, ok := states[user]; ok {
+			p = cp
+		}
+	}
+	if t := seen[user]; p.Status == protocol.StatusOffline && !t.IsZero() && t.UnixMilli() > p.LastSeen {
 		p.LastSeen = t.UnixMilli()
 	}
 	h.srv.Topics.RetainMessage(packets.Packet{
@@ -593,8 +727,27 @@ func (h *Presence) Lookup(ctx context.Context, viewer string, users []string) ([
 		sh.mu.Lock()
 		out[i] = h.current(sh, user)
 		sh.mu.Unlock()
+	}
+	if h.dir != nil {
+		var visible []string
+		for i := range out {
+			if out[i].Status != protocol.StatusHidden {
+				visible = append(visible, out[i].User)
+			}
+		}
+		states, err := h.dir.GetPresence(ctx, visible)
+		if err != nil {
+			return nil, err
+		}
+		for i := range out {
+			if cp, ok := states[out[i].User]; ok && out[i].Status != protocol.StatusHidden {
+				out[i] = cp
+			}
+		}
+	}
+	for i := range out {
 		if out[i].Status == protocol.StatusOffline {
-			offline = append(offline, user)
+			offline = append(offline, out[i].User)
 		}
 	}
 	if len(offline) == 0 {
@@ -605,7 +758,7 @@ func (h *Presence) Lookup(ctx context.Context, viewer string, users []string) ([
 		return nil, err
 	}
 	for i := range out {
-		if t, ok := seen[out[i].User]; ok && out[i].Status == protocol.StatusOffline {
+		if t, ok := seen[out[i].User]; ok && out[i].Status == protocol.StatusOffline && t.UnixMilli() > out[i].LastSeen {
 			out[i].LastSeen = t.UnixMilli()
 		}
 	}

@@ -2,8 +2,7 @@ package hooks
 
 import (
 	"context"
-	"slices"
-	"strings"
+	"errors"
 	"sync"
 	"time"
 
@@ -13,14 +12,33 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-// runReceipts turns recipients' acknowledgements into delivered receipts:
-// acknowledgements arriving within ReceiptDelay of each other become one
-// receipt per (sender, recipient), and a message acknowledged by several of
-// the recipient's devices is reported once.
+// DeliveryStore is what delivered receipts need of the store: who has which
+// message, as a fact of the store rather than of one node's memory. In a
+// cluster a user's devices may be on several nodes, each seeing its own
+// acknowledgements; the store says which acknowledgement is the first of its
+// user anywhere (one receipt per message, not one per node) and how many
+// members have a group message on every node. storage.Store implements it.
+type DeliveryStore interface {
+	RecordDeliveries(ctx context.Context, ds []storage.Delivery) (firsts []storage.Delivery, counts map[string]int, err error)
+}
+
+// Recording deliveries is retried this many times in all, with receiptBackoff
+// growing between attempts, before the receipts of a batch are sent from
+// this node's memory.
+const (
+	recordAttempts = 3
+	receiptBackoff = 100 * time.Millisecond
+)
+
+// runReceipts turns recipients' acknowledgements into delivered receipts.
+// Acknowledgements arriving within ReceiptDelay of each other are recorded in
+// the store in one write, which answers which of them are the first of their
+// user anywhere: a message acknowledged by several of the recipient's
+// devices, on one node or several, is reported once, and a group message is
+// reported with the store's count of members who have it.
 func (h *Inbox) runReceipts() {
 	defer h.wg.Done()
-	receipted := map[string]*receiptState{} // recipient inbox -> seqs already reported
-	groupAcks := map[string]*groupAck{}     // group message id -> who has it
+	known := knownDeliveries{}
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
 	var batch []ackEvent
@@ -37,134 +55,158 @@ func (h *Inbox) runReceipts() {
 			}
 		case <-flush:
 		case now := <-sweep.C:
-			for k, st := range receipted {
-				if now.Sub(st.used) > 10*time.Minute {
-					delete(receipted, k)
-				}
-			}
-			for id, ga := range groupAcks {
-				if now.Sub(ga.used) > 10*time.Minute {
-					delete(groupAcks, id)
-				}
-			}
+			known.sweep(now.Add(-10 * time.Minute))
 			continue
 		case <-h.quit:
 			return
 		}
 		flush = nil
-		h.sendReceipts(batch, receipted, groupAcks)
+		h.sendReceipts(batch, known)
 		batch = batch[:0]
 	}
 }
 
-// receiptState is which seqs of one recipient inbox have been reported as
-// delivered. A set rather than a watermark: acknowledgements arrive out of
-// order, and the first one seen says nothing about the seqs below it. When
-// it grows past maxReceipted it starts again, which can only repeat a
-// receipt (harmless), never skip one.
-type receiptState struct {
-	seen map[int64]struct{}
-	used time.Time
+// knownDeliveries is what this node has recorded (or reported) lately:
+// message id -> who has it. It is no authority (the store is): it spares the
+// store the acknowledgements of a second device on the same node and of
+// repeats after a reconnect, and gives a group message's count when the
+// store cannot. Owned by runReceipts.
+type knownDeliveries map[string]*knownMsg
+
+type knownMsg struct {
+	first string              // the first user known to have it
+	more  map[string]struct{} // the others (group messages); nil until there is one
+	used  time.Time
 }
 
-const maxReceipted = 4096
+// maxKnown bounds knownDeliveries; past it, it starts again, which only
+// sends acknowledgements to the store that it would have skipped.
+const maxKnown = 200_000
+
+func (k knownDeliveries) has(id, user string) bool {
+	m := k[id]
+	if m == nil {
+		return false
+	}
+	_, ok := m.more[user]
+	return ok || m.first == user
+}
+
+// add records that user has message id, and returns how many users this
+// node knows to have it.
+func (k knownDeliveries) add(id, user string, now time.Time) int {
+	m := k[id]
+	if m == nil {
+		if len(k) >= maxKnown {
+			clear(k)
+		}
+		m = &knownMsg{first: user}
+		k[id] = m
+	} else if m.first != user {
+		if m.more == nil {
+			m.more = map[string]struct{}{}
+		}
+		m.more[user] = struct{}{}
+	}
+	m.used = now
+	return 1 + len(m.more)
+}
+
+// sweep forgets the messages not used since before.
+func (k knownDeliveries) sweep(before time.Time) {
+	for id, m := range k {
+		if m.used.Before(before) {
+			delete(k, id)
+		}
+	}
+}
 
 type receiptKey struct{ to, by, inbox string }
 
-// groupAck is who has acknowledged one group message.
-type groupAck struct {
-	by   map[string]struct{}
-	used time.Time
-}
-
-const maxGroupAcks = 200_000
-
-func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptState, groupAcks map[string]*groupAck) {
+func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 	now := h.now()
-	groups := map[receiptKey][]string{}
-	var order []receiptKey
-	// Group messages: one receipt per sender and group per batch, with how
-	// many of the other members have the messages (the fewest of the batch).
+	// What this node has recorded already needs no write; what is left is
+	// recorded in one.
+	var ds []storage.Delivery
+	events := map[storage.DeliveryKey]ackEvent{}
+	for _, ev := range batch {
+		dk := storage.DeliveryKey{ID: ev.id, User: ev.by}
+		if _, ok := events[dk]; ok || known.has(ev.id, ev.by) {
+			continue // another device of the same user, or a repeat
+		}
+		events[dk] = ev
+		ds = append(ds, storage.Delivery{ID: ev.id, User: ev.by, Inbox: ev.inbox, At: now})
+	}
+	if len(ds) == 0 {
+		return
+	}
+	due, counts := h.recordDeliveries(ds)
+	seen := map[string]int{} // message id -> how many users this node knows to have it
+	for _, d := range ds {
+		seen[d.ID] = known.add(d.ID, d.User, now)
+	}
+
+	// The receipts due: one per sender and recipient per batch for direct
+	// messages; for group messages one per sender and group per batch,
+	// saying how many of the other members have the messages: the store's
+	// count, or this node's own if higher (deliveries the store could not
+	// record).
 	type gkey struct{ to, inbox string }
 	gids := map[gkey][]string{}
 	var gorder []gkey
-	for _, ev := range batch {
-		if !strings.HasPrefix(ev.inbox, protocol.GroupPrefix) {
-			continue
-		}
-		ga := groupAcks[ev.id]
-		if ga == nil {
-			if len(groupAcks) >= maxGroupAcks {
-				clear(groupAcks)
+	groups := map[receiptKey][]string{}
+	var order []receiptKey
+	for _, d := range due {
+		ev := events[d.Key()]
+		if d.Counted() {
+			k := gkey{ev.to, ev.inbox}
+			if _, ok := gids[k]; !ok {
+				gorder = append(gorder, k)
 			}
-			ga = &groupAck{by: map[string]struct{}{}}
-			groupAcks[ev.id] = ga
-		}
-		ga.used = now
-		if _, ok := ga.by[ev.by]; ok {
-			continue // another device of the same member
-		}
-		ga.by[ev.by] = struct{}{}
-		k := gkey{ev.to, ev.inbox}
-		if _, ok := gids[k]; !ok {
-			gorder = append(gorder, k)
-		}
-		if !slices.Contains(gids[k], ev.id) {
 			gids[k] = append(gids[k], ev.id)
-		}
-	}
-	var msgs []storage.Message
-	for _, k := range gorder {
-		// One receipt per count, so that every message is reported with
-		// how many members have it (a batch mixes messages acknowledged by
-		// different numbers of members).
-		byCount := map[int][]string{}
-		var counts []int
-		for _, id := range gids[k] {
-			n := len(groupAcks[id].by)
-			if _, ok := byCount[n]; !ok {
-				counts = append(counts, n)
-			}
-			byCount[n] = append(byCount[n], id)
-		}
-		of := h.memberCount(k.inbox[len(protocol.GroupPrefix):]) - 1
-		for _, n := range counts {
-			msgs = append(msgs, storage.Message{From: "", To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt, Conv: k.inbox,
-				Data:    protocol.GroupReceiptData("delivered", k.inbox, byCount[n], n, max(of, n)),
-				Inboxes: []string{protocol.UserInbox(k.to)}})
-		}
-	}
-	for _, ev := range batch {
-		if strings.HasPrefix(ev.inbox, protocol.GroupPrefix) {
 			continue
 		}
-		st := receipted[ev.inbox]
-		if st == nil {
-			st = &receiptState{seen: map[int64]struct{}{}}
-			receipted[ev.inbox] = st
-		}
-		st.used = now
-		if _, ok := st.seen[ev.seq]; ok {
-			continue // another device of the recipient
-		}
-		if len(st.seen) >= maxReceipted {
-			clear(st.seen)
-		}
-		st.seen[ev.seq] = struct{}{}
 		k := receiptKey{ev.to, ev.by, ev.inbox}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
 		groups[k] = append(groups[k], ev.id)
 	}
-	// Store the receipts concurrently, so that group commit takes them in a
-	// few transactions instead of one commit after another.
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
+	var msgs []storage.Message
+	for _, k := range gorder {
+		// One receipt per count, so that every message is reported with
+		// how many members have it (a batch mixes messages acknowledged by
+		// different numbers of members). A message of two members new in
+		// this batch is due twice: reported once.
+		byCount := map[int][]string{}
+		var ns []int
+		reported := map[string]bool{}
+		for _, id := range gids[k] {
+			if reported[id] {
+				continue
+			}
+			reported[id] = true
+			n := max(counts[id], seen[id])
+			if _, ok := byCount[n]; !ok {
+				ns = append(ns, n)
+			}
+			byCount[n] = append(byCount[n], id)
+		}
+		of := h.memberCount(k.inbox[len(protocol.GroupPrefix):]) - 1
+		for _, n := range ns {
+			msgs = append(msgs, storage.Message{From: "", To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt, Conv: k.inbox,
+				Data:    protocol.GroupReceiptData("delivered", k.inbox, byCount[n], n, max(of, n)),
+				Inboxes: []string{protocol.UserInbox(k.to)}})
+		}
+	}
 	for _, k := range order {
 		msgs = append(msgs, storage.Message{From: k.by, To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt,
 			Data: protocol.ReceiptData("delivered", k.by, k.inbox, groups[k]), Inboxes: []string{protocol.UserInbox(k.to)}})
 	}
+	// Store the receipts concurrently, so that group commit takes them in a
+	// few transactions instead of one commit after another.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
 	for _, m := range msgs {
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -181,6 +223,43 @@ func (h *Inbox) sendReceipts(batch []ackEvent, receipted map[string]*receiptStat
 		}()
 	}
 	wg.Wait()
+}
+
+// recordDeliveries records ds in the store and returns those a receipt is
+// due for, with the store's counts of the group messages among them. A
+// failed write is retried; one that fails every time (or the node closing)
+// makes every delivery due, counted by this node's memory alone: a receipt
+// sent twice is harmless, one never sent is not.
+func (h *Inbox) recordDeliveries(ds []storage.Delivery) ([]storage.Delivery, map[string]int) {
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		firsts, counts, err := h.store.RecordDeliveries(ctx, ds)
+		cancel()
+		if errors.Is(err, storage.ErrInvalid) {
+			// The others are recorded and answered for. (None is dropped in
+			// practice: the ids are of stored entries, the users signed in.)
+			h.log.Warn("record deliveries", "error", err)
+			err = nil
+		}
+		switch {
+		case err == nil && attempt > 1:
+			// The failed attempt may have recorded some and lost the
+			// answer: they are no firsts now, yet nobody reported them.
+			return ds, counts
+		case err == nil:
+			return firsts, counts
+		case attempt == recordAttempts || h.closed.Load():
+			h.metrics.ReceiptFallback.Add(float64(len(ds)))
+			h.log.Warn("record deliveries failed: receipts sent from this node's memory", "deliveries", len(ds),
+				"attempts", attempt, "error", err)
+			return ds, nil
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * receiptBackoff):
+		case <-h.quit:
+			return ds, nil
+		}
+	}
 }
 
 func (h *Inbox) storeReceipt(m storage.Message) {

@@ -129,6 +129,8 @@ func CopyTables() []Table {
 			integer("ts"), bytes("data"), integer("lease_until")}},
 		// 006_push_acks.sql
 		{Name: "push_acks", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
+		// 007_deliveries.sql
+		{Name: "deliveries", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
 	}
 }
 

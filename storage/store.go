@@ -47,6 +47,7 @@ type Store interface {
 	Reads
 	Presence
 	Push
+	Deliveries
 	Maintenance
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
@@ -189,11 +190,17 @@ type Retention struct {
 	// that long, whose push would no longer be news. Keep it well above
 	// the push grace period plus the push lease: a day, say.
 	PushAcks time.Duration
+	// Deliveries is how long a delivery (RecordDeliveries) is kept,
+	// counted from its At. A message acknowledged again after that is a
+	// first again (a repeated delivered receipt, harmless) and its count
+	// starts over. Keep it above the time in which a message's recipients'
+	// devices usually all come back for it: a few days, say.
+	Deliveries time.Duration
 }
 
 // Pruned counts the rows Prune deleted.
 type Pruned struct {
-	Tokens, DedupKeys, Cursors, PushAcks int64
+	Tokens, DedupKeys, Cursors, PushAcks, Deliveries int64
 }
 
 // Maintenance deletes what a store no longer needs. The store never prunes

@@ -219,6 +219,26 @@ func (n *Node) HTTPDo(method, path, bearer string, body, out any) int {
 	return resp.StatusCode
 }
 
+// AdminGet sends GET path with the administrator's credentials and decodes
+// the JSON answer into out. It returns the status code.
+func (n *Node) AdminGet(path string, out any) int {
+	n.T.Helper()
+	req, err := http.NewRequest("GET", n.HTTP+path, nil)
+	if err != nil {
+		n.T.Fatal(err)
+	}
+	req.SetBasicAuth(Admin, AdminPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		n.T.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil && resp.StatusCode == 200 {
+		n.T.Fatalf("GET %s: %v", path, err)
+	}
+	return resp.StatusCode
+}
+
 // User signs a user up and returns its token.
 func (n *Node) User(id string) string {
 	n.T.Helper()

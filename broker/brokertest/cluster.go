@@ -1,33 +1,42 @@
 package brokertest
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/parleychat/parley/internal/testwait"
 )
 
-// NATS is an embedded NATS cluster on free loopback ports, as nats-server's
-// own tests run it: each server routes to the first.
+// NATS is an embedded NATS cluster with JetStream on free loopback ports,
+// as nats-server's own tests run it: every server routes to the others.
 type NATS struct {
 	t       testing.TB
 	Servers []*natsserver.Server
-	ports   []int // client ports, kept across Stop and Restart
-	routes  []int // cluster ports
+	ports   []int    // client ports, kept across Stop and Restart
+	routes  []int    // cluster ports
+	dirs    []string // JetStream stores
 }
 
 // StartNATS starts n routed NATS servers and stops them when the test ends.
 func StartNATS(t testing.TB, n int) *NATS {
 	t.Helper()
-	c := &NATS{t: t, Servers: make([]*natsserver.Server, n), ports: make([]int, n), routes: make([]int, n)}
+	c := &NATS{t: t, Servers: make([]*natsserver.Server, n), ports: make([]int, n), routes: make([]int, n),
+		dirs: make([]string, n)}
 	for i := range n {
-		c.ports[i], c.routes[i] = -1, -1
+		// A clustered JetStream server needs its routes configured from the
+		// start: the cluster ports are chosen here (free now, bound at once).
+		c.ports[i], c.routes[i] = -1, freePort(t)
+		c.dirs[i] = t.TempDir()
 	}
 	c.start()
 	t.Cleanup(c.Stop)
@@ -41,22 +50,37 @@ func (c *NATS) start() {
 			ServerName: fmt.Sprintf("nats%d", i+1),
 			Host:       "127.0.0.1", Port: c.ports[i],
 			NoLog: true, NoSigs: true,
-			Cluster: natsserver.ClusterOpts{Name: "parley-test", Host: "127.0.0.1", Port: c.routes[i]},
+			JetStream: true, StoreDir: c.dirs[i],
+			// NoAdvertise: clients keep to the server they were given, so
+			// that a Proxy in front of it partitions a node for real.
+			Cluster: natsserver.ClusterOpts{Name: "parley-test", Host: "127.0.0.1", Port: c.routes[i], NoAdvertise: true},
 		}
-		if i > 0 {
-			o.Routes = natsserver.RoutesFromStr(fmt.Sprintf("nats://127.0.0.1:%d", c.routes[0]))
+		var routes []string
+		for j, p := range c.routes {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
 		}
+		o.Routes = natsserver.RoutesFromStr(strings.Join(routes, ","))
 		s, err := natsserver.NewServer(o)
 		if err != nil {
 			c.t.Fatalf("nats server %d: %v", i+1, err)
 		}
 		go s.Start()
-		if !s.ReadyForConnections(Patience(5 * time.Second)) {
-			c.t.Fatalf("nats server %d did not start", i+1)
-		}
+		// With JetStream clustered, a server is ready for clients only once
+		// its peers are up: wait for its listeners, start the others, then
+		// wait for readiness.
+		testwait.Until(c.t, 5*time.Second, fmt.Sprintf("nats server %d listening", i+1), func() bool {
+			return s.Addr() != nil && s.ClusterAddr() != nil
+		})
 		c.Servers[i] = s
 		c.ports[i] = s.Addr().(*net.TCPAddr).Port
 		c.routes[i] = s.ClusterAddr().Port
+	}
+	for i, s := range c.Servers {
+		if !s.ReadyForConnections(Patience(10 * time.Second)) {
+			c.t.Fatalf("nats server %d did not become ready", i+1)
+		}
 	}
 	testwait.Until(c.t, 5*time.Second, "NATS servers routed to each other", func() bool {
 		for _, s := range c.Servers {
@@ -65,6 +89,22 @@ func (c *NATS) start() {
 			}
 		}
 		return true
+	})
+	// JetStream (presence) answers once its cluster has elected a leader.
+	nc, err := nats.Connect(c.URL(0))
+	if err != nil {
+		c.t.Fatalf("connect to NATS: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	testwait.Until(c.t, 10*time.Second, "JetStream ready", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
 	})
 }
 
@@ -102,6 +142,9 @@ func (c *NATS) Restart() {
 type Cluster struct {
 	Nodes []*Node
 	NATS  *NATS
+	// Proxies[i], for the nodes StartClusterVia was asked to proxy, sits
+	// between node i and its NATS server: Cut partitions the node.
+	Proxies map[int]*Proxy
 }
 
 // StartCluster starts n nodes (named n1, n2, …) on one fresh Postgres
@@ -110,16 +153,28 @@ type Cluster struct {
 // to every node (its Store must be Postgres: the nodes share the database).
 func StartCluster(t testing.TB, n int, o Options) *Cluster {
 	t.Helper()
+	return StartClusterVia(t, n, o, nil)
+}
+
+// StartClusterVia is StartCluster with the nodes numbered in proxied (from
+// 0) talking to NATS through a Proxy the test can cut.
+func StartClusterVia(t testing.TB, n int, o Options, proxied []int) *Cluster {
+	t.Helper()
 	if o.Store != "" && o.Store != Postgres {
 		t.Fatalf("a cluster runs on Postgres, not %s", o.Store)
 	}
-	c := &Cluster{NATS: StartNATS(t, n)}
+	c := &Cluster{NATS: StartNATS(t, n), Proxies: map[int]*Proxy{}}
 	if o.DBURL == "" {
 		o.DBURL = NewDatabase(t)
 	}
 	for i := range n {
 		no := o
 		no.Config.Cluster.NATSURL = c.NATS.URL(i)
+		if slices.Contains(proxied, i) {
+			p := NewProxy(t, strings.TrimPrefix(c.NATS.URL(i), "nats://"))
+			c.Proxies[i] = p
+			no.Config.Cluster.NATSURL = "nats://" + p.Addr()
+		}
 		no.Config.Cluster.Node = fmt.Sprintf("n%d", i+1)
 		node := Start(t, no)
 		node.Name = no.Config.Cluster.Node
@@ -134,4 +189,15 @@ func StartCluster(t testing.TB, n int, o Options) *Cluster {
 		return true
 	})
 	return c
+}
+
+// freePort returns a loopback TCP port free at the moment.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }

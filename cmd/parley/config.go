@@ -82,8 +82,12 @@ type config struct {
 	MaintInterval  time.Duration `key:"maintenance.interval" default:"1h" help:"how often expired tokens, old idempotency keys and abandoned cursors are pruned (negative: never)"`
 	MaintDedupAge  time.Duration `key:"maintenance.dedup_age" default:"720h" help:"how long a message's cid is remembered: a retry older than that is stored again"`
 	MaintCursorAge time.Duration `key:"maintenance.cursor_age" default:"2160h" help:"cursors of a device that acknowledged nothing for this long are deleted (above mqtt.max_session_expiry)"`
+	MaintAckAge    time.Duration `key:"maintenance.push_ack_age" default:"24h" help:"acknowledgements recorded for push suppression that outlived their push jobs are deleted after this"`
+	MaintDelivAge  time.Duration `key:"maintenance.delivery_age" default:"72h" help:"records of who has which message (delivered receipts once across nodes) are deleted after this"`
 	NATSURL        string        `key:"cluster.nats_url" default:"" help:"NATS servers of the cluster, comma separated (nats://host:4222); empty runs a single node"`
 	Node           string        `key:"cluster.node" default:"" help:"this node's name in the cluster (default: the hostname)"`
+	Heartbeat      time.Duration `key:"cluster.heartbeat" default:"1s" help:"how often a node tells the others it is alive"`
+	NodeTimeout    time.Duration `key:"cluster.node_timeout" default:"10s" help:"a node unheard for this long is dead: its users' devices show offline"`
 	Pprof          bool          `key:"debug.pprof" default:"false" help:"serve Go profiles at /debug/pprof/ on http.metrics_addr (http.addr when empty), for measuring (keep it private)"`
 	LogLevel       string        `key:"log.level" default:"info" help:"debug, info, warn or error"`
 	LogFormat      string        `key:"log.format" default:"text" help:"text or json"`
@@ -460,9 +464,13 @@ func redactURL(u string) string {
 // cluster returns the node's cluster settings: with cluster.nats_url set,
 // the node is named cluster.node, or after its host.
 func (c *config) cluster() (broker.ClusterConfig, error) {
-	cc := broker.ClusterConfig{NATSURL: strings.TrimSpace(c.NATSURL), Node: c.Node}
+	cc := broker.ClusterConfig{NATSURL: strings.TrimSpace(c.NATSURL), Node: c.Node, Heartbeat: c.Heartbeat,
+		NodeTimeout: c.NodeTimeout}
 	if cc.NATSURL == "" {
 		return cc, nil
+	}
+	if c.Heartbeat <= 0 || c.NodeTimeout < 3*c.Heartbeat {
+		return cc, errors.New("cluster.node_timeout must be at least 3 times cluster.heartbeat, which must be positive")
 	}
 	if c.DatabaseURL == "" {
 		return cc, errors.New("cluster.nats_url: the nodes of a cluster share one Postgres: set database.url (the embedded store is for a single node)")

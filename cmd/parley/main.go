@@ -113,7 +113,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Auth: authLim, Inbox: inboxLim, Presence: presenceLim,
 		Push: push.ServiceConfig{Grace: cfg.PushGrace},
 		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
-			CursorAge: cfg.MaintCursorAge},
+			CursorAge: cfg.MaintCursorAge, PushAckAge: cfg.MaintAckAge,
+			DeliveryAge: cfg.MaintDelivAge},
 		Cluster: cluster,
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
 		Push: pushSender})

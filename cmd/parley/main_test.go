@@ -156,7 +156,14 @@ var listening = regexp.MustCompile(`msg="parley listening" mqtt=(\S+) ws=\S+ htt
 
 func startChild(t *testing.T, extraEnv ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-mqtt.addr", "127.0.0.1:0", "-ws.addr", "127.0.0.1:0", "-http.addr", "127.0.0.1:0")
+	return startChildAt(t, "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", extraEnv...)
+}
+
+// startChildAt starts parley with its MQTT, WebSocket and HTTP listeners at
+// the given addresses.
+func startChildAt(t *testing.T, mqttAddr, wsAddr, httpAddr string, extraEnv ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-mqtt.addr", mqttAddr, "-ws.addr", wsAddr, "-http.addr", httpAddr)
 	cmd.Env = append(os.Environ(), append([]string{"PARLEY_TEST_CHILD=1", "PARLEY_LIMITS_RATE=-1",
 		"PARLEY_AUTH_BCRYPT_COST=4", "PARLEY_CONFIG_FILE_IGNORED=1"}, extraEnv...)...)
 	cmd.Dir = t.TempDir() // no configs/parley.yaml there: defaults and environment only

@@ -15,8 +15,8 @@ const pruneStep = 5000
 var _ storage.Maintenance = (*Store)(nil)
 
 // Prune deletes expired tokens, old idempotency keys, the cursors of
-// devices gone for good and left-over push acknowledgements; see
-// storage.Maintenance.
+// devices gone for good, left-over push acknowledgements and old
+// deliveries; see storage.Maintenance.
 func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned, error) {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
@@ -56,6 +56,14 @@ func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned,
 			SELECT msg_id, user_id FROM push_acks WHERE at < $1 LIMIT $2)`, r.Now.Add(-r.PushAcks))
 		if err != nil {
 			return p, fmt.Errorf("prune push acknowledgements: %w", err)
+		}
+	}
+	if r.Deliveries > 0 {
+		// deliveries_at finds the old rows (see 007_deliveries.sql).
+		p.Deliveries, err = s.pruneSteps(ctx, `DELETE FROM deliveries WHERE (msg_id, user_id) IN (
+			SELECT msg_id, user_id FROM deliveries WHERE at < $1 LIMIT $2)`, r.Now.Add(-r.Deliveries))
+		if err != nil {
+			return p, fmt.Errorf("prune deliveries: %w", err)
 		}
 	}
 	return p, nil

@@ -17,8 +17,8 @@ const pruneStep = 1000
 var _ storage.Maintenance = (*Store)(nil)
 
 // Prune deletes expired tokens, old idempotency keys, the cursors of
-// devices gone for good and left-over push acknowledgements; see
-// storage.Maintenance.
+// devices gone for good, left-over push acknowledgements and old
+// deliveries; see storage.Maintenance.
 func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned, error) {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
@@ -57,6 +57,13 @@ func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned,
 			SELECT msg_id, user_id FROM push_acks WHERE at < ? LIMIT ?)`, r.Now.Add(-r.PushAcks).UnixMicro())
 		if err != nil {
 			return p, fmt.Errorf("prune push acknowledgements: %w", err)
+		}
+	}
+	if r.Deliveries > 0 {
+		p.Deliveries, err = s.pruneSteps(ctx, `DELETE FROM deliveries WHERE (msg_id, user_id) IN (
+			SELECT msg_id, user_id FROM deliveries WHERE at < ? LIMIT ?)`, r.Now.Add(-r.Deliveries).UnixMicro())
+		if err != nil {
+			return p, fmt.Errorf("prune deliveries: %w", err)
 		}
 	}
 	return p, nil

@@ -90,6 +90,8 @@ type fixture struct {
 	tokens  map[string]string // token secret → its user; "" for an expired token
 	cursors []storage.Cursor
 	dup     storage.Message // a message stored with a cid, to send again
+	// deliveries were recorded: recorded again in the copy, none is a first.
+	deliveries []storage.Delivery
 }
 
 func hash(secret string) []byte {
@@ -183,6 +185,11 @@ func fill(t *testing.T, s store) fixture {
 	if err := s.SaveCursors(ctx(t), fx.cursors); err != nil {
 		t.Fatalf("SaveCursors: %v", err)
 	}
+	fx.deliveries = []storage.Delivery{{ID: first[0].ID, User: "bob", Inbox: "u/bob"},
+		{ID: uuid.Must(uuid.NewV7()).String(), User: "carol", Inbox: "g/g1"}}
+	if _, _, err := s.RecordDeliveries(ctx(t), fx.deliveries); err != nil {
+		t.Fatalf("RecordDeliveries: %v", err)
+	}
 	fillRaw(t, s)
 	return fx
 }
@@ -271,6 +278,11 @@ func check(t *testing.T, src, dst store, fx fixture) {
 		}
 	}
 	checkRows(t, src, dst)
+
+	// Deliveries recorded before the move are known after it.
+	if firsts, counts, err := dst.RecordDeliveries(ctx(t), fx.deliveries); err != nil || len(firsts) != 0 || counts[fx.deliveries[1].ID] != 1 {
+		t.Errorf("RecordDeliveries of the copied deliveries = %v, %v, %v; want no firsts, a count of 1", firsts, counts, err)
+	}
 
 	// A retry of a message sent before the move is still a duplicate.
 	want, dup, err := src.Append(ctx(t), fx.dup)

@@ -44,6 +44,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	for name, test := range pushTests() {
 		tests[name] = test
 	}
+	for name, test := range deliveryTests() {
+		tests[name] = test
+	}
 	for name, test := range invalidTests() {
 		tests[name] = test
 	}

@@ -1,0 +1,158 @@
+package hooks
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Gap repair. In a cluster an entry can be stored and never reach this
+// node: the node that stored it died between its commit and its
+// announcement (its sender may even have had the PUBACK), or NATS dropped
+// the announcement. The node notices when a later entry of the same inbox
+// arrives: for each inbox its clients subscribe to, it keeps the highest
+// seq fanned out and the seqs below it that have not come. Live entries of
+// one inbox may arrive slightly out of order (several writers), so a
+// missing seq is only repaired after gapWait: read from the store and
+// fanned out here like any entry (a device catching up is told first, as
+// always, and one that has it is not sent it twice).
+
+const (
+	gapWait    = 500 * time.Millisecond
+	maxMissing = 1024 // missing seqs remembered per inbox; more are repaired as a range
+)
+
+type gapTracker struct {
+	mu     sync.Mutex
+	inbox  map[string]*inboxGaps
+	repair chan struct{}
+}
+
+type inboxGaps struct {
+	high    int64               // highest seq fanned out here
+	missing map[int64]time.Time // seqs below high not fanned out yet -> since when
+}
+
+func newGapTracker() *gapTracker {
+	return &gapTracker{inbox: map[string]*inboxGaps{}, repair: make(chan struct{}, 1)}
+}
+
+// watch starts tracking an inbox (a local client subscribed to it); forget
+// stops (the last one left).
+func (g *gapTracker) watch(inbox string) {
+	g.mu.Lock()
+	if g.inbox[inbox] == nil {
+		g.inbox[inbox] = &inboxGaps{}
+	}
+	g.mu.Unlock()
+}
+
+func (g *gapTracker) forget(inbox string) {
+	g.mu.Lock()
+	delete(g.inbox, inbox)
+	g.mu.Unlock()
+}
+
+// seen records that seq of inbox was fanned out here.
+func (g *gapTracker) seen(inbox string, seq int64, now time.Time) {
+	if seq <= 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ig := g.inbox[inbox]
+	if ig == nil {
+		return
+	}
+	switch {
+	case ig.high == 0:
+		ig.high = seq // what came before is the subscription's catch-up's
+	case seq > ig.high:
+		for s := ig.high + 1; s < seq && len(ig.missing) < maxMissing; s++ {
+			if ig.missing == nil {
+				ig.missing = map[int64]time.Time{}
+			}
+			ig.missing[s] = now
+		}
+		ig.high = seq
+	default:
+		delete(ig.missing, seq)
+	}
+}
+
+// due returns, per inbox, the missing seqs older than gapWait.
+func (g *gapTracker) due(now time.Time) map[string][]int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out map[string][]int64
+	for inbox, ig := range g.inbox {
+		for s, since := range ig.missing {
+			if now.Sub(since) >= gapWait {
+				if out == nil {
+					out = map[string][]int64{}
+				}
+				out[inbox] = append(out[inbox], s)
+			}
+		}
+	}
+	return out
+}
+
+func (g *gapTracker) filled(inbox string, seq int64) {
+	g.mu.Lock()
+	if ig := g.inbox[inbox]; ig != nil {
+		delete(ig.missing, seq)
+	}
+	g.mu.Unlock()
+}
+
+// runGaps repairs the gaps that outlived gapWait, until Close.
+func (h *Inbox) runGaps() {
+	defer h.wg.Done()
+	t := time.NewTicker(gapWait / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			for inbox, seqs := range h.gaps.due(h.now()) {
+				h.repairGaps(inbox, seqs)
+			}
+		case <-h.quit:
+			return
+		}
+	}
+}
+
+// repairGaps reads the missing entries of inbox from the store and fans
+// them out here.
+func (h *Inbox) repairGaps(inbox string, seqs []int64) {
+	lo, hi := seqs[0], seqs[0]
+	for _, s := range seqs {
+		lo, hi = min(lo, s), max(hi, s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	es, err := h.store.Read(ctx, inbox, lo-1, int(hi-lo+1))
+	cancel()
+	if err != nil {
+		h.log.Warn("gap repair: read", "inbox", inbox, "error", err)
+		return // tried again at the next tick
+	}
+	want := make(map[int64]bool, len(seqs))
+	for _, s := range seqs {
+		want[s] = true
+	}
+	for _, e := range es {
+		if !want[e.Seq] {
+			continue
+		}
+		h.gaps.filled(inbox, e.Seq)
+		h.metrics.GapRepairs.Inc()
+		h.log.Debug("gap repair", "inbox", inbox, "seq", e.Seq)
+		h.fanout(inbox, e.Seq, e.AppendJSON(nil), 1)
+	}
+	// Seqs the store does not have (a transaction that never committed
+	// cannot leave one: seqs are gapless) are given up.
+	for _, s := range seqs {
+		h.gaps.filled(inbox, s)
+	}
+}

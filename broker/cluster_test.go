@@ -505,3 +505,44 @@ func TestClusterReadMarkers(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSeqsAndIdempotency: two nodes write into one inbox at once:
+// seqs stay gapless and unique, and a retry with the same cid through the
+// other node is stored once.
+func TestClusterSeqsAndIdempotency(t *testing.T) {
+	c := brokertest.StartCluster(t, 2, brokertest.Options{})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	at, ct := n1.User("alice"), n1.User("carol")
+	n1.User("bob")
+	alice := n1.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	carol := n2.MustV5("carol", ct, "carol/phone", brokertest.V5Options{})
+	const each = 40
+	var wg sync.WaitGroup
+	for _, s := range []*brokertest.V5{alice, carol} {
+		wg.Go(func() {
+			for i := range each {
+				if rc := s.Pub(t, "u/bob", fmt.Sprintf(`{"cid":"c-%d","body":{"text":"%d"}}`, i, i)); rc != 0 {
+					t.Errorf("PUBACK %#x", rc)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// alice retries her first message through the other node: stored once.
+	alice2 := n2.MustV5("alice", at, "alice/laptop", brokertest.V5Options{})
+	if rc := alice2.Pub(t, "u/bob", `{"cid":"c-0","body":{"text":"0"}}`); rc != 0 {
+		t.Fatalf("retry PUBACK %#x", rc)
+	}
+	es, err := n2.Store.Read(brokertest.Ctx(t, 5*time.Second), "u/bob", 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2*each {
+		t.Fatalf("u/bob holds %d entries, want %d", len(es), 2*each)
+	}
+	for i, e := range es {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("entry %d has seq %d: not gapless", i, e.Seq)
+		}
+	}
+}

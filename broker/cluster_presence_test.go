@@ -45,6 +45,7 @@ func TestClusterPresence(t *testing.T) {
 		t.Fatalf("after alice's phone connected to node 1: %+v", on)
 	}
 	laptop := n2.MustV5("alice", at, "alice/laptop", brokertest.V5Options{})
+	laptop.Sub(t, "u/alice", 1) // counted once its SUBACK is back (mochi counts after CONNACK)
 	for _, n := range c.Nodes {
 		if p := lookupOne(t, n, bt, "alice"); p.Status != "online" || p.TS != on.TS {
 			t.Fatalf("GET /v1/presence on %s: %+v, want online since %d", n.Name, p, on.TS)

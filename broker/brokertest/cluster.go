@@ -33,17 +33,45 @@ func StartNATS(t testing.TB, n int) *NATS {
 	c := &NATS{t: t, Servers: make([]*natsserver.Server, n), ports: make([]int, n), routes: make([]int, n),
 		dirs: make([]string, n)}
 	for i := range n {
-		// A clustered JetStream server needs its routes configured from the
-		// start: the cluster ports are chosen here (free now, bound at once).
-		c.ports[i], c.routes[i] = -1, freePort(t)
 		c.dirs[i] = t.TempDir()
 	}
-	c.start()
 	t.Cleanup(c.Stop)
-	return c
+	for attempt := 1; ; attempt++ {
+		for i := range n {
+			// A clustered JetStream server needs its routes configured from
+			// the start: the cluster ports are chosen here (free now, bound
+			// at once; another process may take one in between: then the
+			// cluster starts again on other ports).
+			c.ports[i], c.routes[i] = -1, freePort(t)
+		}
+		err := c.start()
+		if err == nil {
+			return c
+		}
+		c.Stop()
+		if attempt == 3 {
+			t.Fatalf("NATS cluster: %v", err)
+		}
+		t.Logf("NATS cluster did not start (%v): again on other ports", err)
+	}
 }
 
-func (c *NATS) start() {
+// fatalLog catches what makes an embedded server give up (a port taken).
+type fatalLog struct{ ch chan string }
+
+func (l fatalLog) Noticef(string, ...any) {}
+func (l fatalLog) Warnf(string, ...any)   {}
+func (l fatalLog) Errorf(string, ...any)  {}
+func (l fatalLog) Debugf(string, ...any)  {}
+func (l fatalLog) Tracef(string, ...any)  {}
+func (l fatalLog) Fatalf(format string, v ...any) {
+	select {
+	case l.ch <- fmt.Sprintf(format, v...):
+	default:
+	}
+}
+
+func (c *NATS) start() error {
 	c.t.Helper()
 	for i := range c.Servers {
 		o := &natsserver.Options{
@@ -66,14 +94,24 @@ func (c *NATS) start() {
 		if err != nil {
 			c.t.Fatalf("nats server %d: %v", i+1, err)
 		}
+		fl := fatalLog{ch: make(chan string, 1)}
+		s.SetLoggerV2(fl, false, false, false)
+		c.Servers[i] = s
 		go s.Start()
 		// With JetStream clustered, a server is ready for clients only once
 		// its peers are up: wait for its listeners, start the others, then
 		// wait for readiness.
-		testwait.Until(c.t, 5*time.Second, fmt.Sprintf("nats server %d listening", i+1), func() bool {
-			return s.Addr() != nil && s.ClusterAddr() != nil
-		})
-		c.Servers[i] = s
+		deadline := time.Now().Add(Patience(5 * time.Second))
+		for s.Addr() == nil || s.ClusterAddr() == nil {
+			select {
+			case msg := <-fl.ch:
+				return fmt.Errorf("nats server %d: %s", i+1, msg)
+			case <-time.After(5 * time.Millisecond): // polling the listeners: nats-server has no signal for them
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("nats server %d not listening", i+1)
+			}
+		}
 		c.ports[i] = s.Addr().(*net.TCPAddr).Port
 		c.routes[i] = s.ClusterAddr().Port
 	}
@@ -106,6 +144,7 @@ func (c *NATS) start() {
 		_, err := js.AccountInfo(ctx)
 		return err == nil
 	})
+	return nil
 }
 
 // URL returns the client URL of server i.
@@ -134,7 +173,9 @@ func (c *NATS) Stop() {
 // Restart starts the servers again on the same ports.
 func (c *NATS) Restart() {
 	c.t.Helper()
-	c.start()
+	if err := c.start(); err != nil {
+		c.t.Fatalf("NATS restart: %v", err)
+	}
 }
 
 // Cluster is several Parley nodes on one Postgres database, joined through

@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -22,10 +23,16 @@ const (
 	maxMissing = 1024 // missing seqs remembered per inbox; more are repaired as a range
 )
 
+// gapTracker is sharded like the delivery locks (deliveryShard): seen runs
+// in every fan-out, on the publisher's goroutine, and must not make all
+// inboxes wait on one lock.
 type gapTracker struct {
-	mu     sync.Mutex
-	inbox  map[string]*inboxGaps
-	repair chan struct{}
+	shards [64]gapShard
+}
+
+type gapShard struct {
+	mu    sync.Mutex
+	inbox map[string]*inboxGaps
 }
 
 type inboxGaps struct {
@@ -34,23 +41,56 @@ type inboxGaps struct {
 }
 
 func newGapTracker() *gapTracker {
-	return &gapTracker{inbox: map[string]*inboxGaps{}, repair: make(chan struct{}, 1)}
+	g := &gapTracker{}
+	for i := range g.shards {
+		g.shards[i].inbox = map[string]*inboxGaps{}
+	}
+	return g
+}
+
+func (g *gapTracker) shard(inbox string) *gapShard {
+	return &g.shards[maphash.String(lockSeed, inbox)%uint64(len(g.shards))]
 }
 
 // watch starts tracking an inbox (a local client subscribed to it); forget
 // stops (the last one left).
 func (g *gapTracker) watch(inbox string) {
-	g.mu.Lock()
-	if g.inbox[inbox] == nil {
-		g.inbox[inbox] = &inboxGaps{}
+	sh := g.shard(inbox)
+	sh.mu.Lock()
+	if sh.inbox[inbox] == nil {
+		sh.inbox[inbox] = &inboxGaps{}
 	}
-	g.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 func (g *gapTracker) forget(inbox string) {
-	g.mu.Lock()
-	delete(g.inbox, inbox)
-	g.mu.Unlock()
+	sh := g.shard(inbox)
+	sh.mu.Lock()
+	delete(sh.inbox, inbox)
+	sh.mu.Unlock()
+}
+
+// tracked returns how many inboxes are tracked.
+func (g *gapTracker) tracked() int {
+	n := 0
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.Lock()
+		n += len(sh.inbox)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// missing returns how many seqs of inbox are missing.
+func (g *gapTracker) missing(inbox string) int {
+	sh := g.shard(inbox)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if ig := sh.inbox[inbox]; ig != nil {
+		return len(ig.missing)
+	}
+	return 0
 }
 
 // seen records that seq of inbox was fanned out here.
@@ -58,9 +98,10 @@ func (g *gapTracker) seen(inbox string, seq int64, now time.Time) {
 	if seq <= 0 {
 		return
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ig := g.inbox[inbox]
+	sh := g.shard(inbox)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ig := sh.inbox[inbox]
 	if ig == nil {
 		return
 	}
@@ -82,28 +123,32 @@ func (g *gapTracker) seen(inbox string, seq int64, now time.Time) {
 
 // due returns, per inbox, the missing seqs older than gapWait.
 func (g *gapTracker) due(now time.Time) map[string][]int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
 	var out map[string][]int64
-	for inbox, ig := range g.inbox {
-		for s, since := range ig.missing {
-			if now.Sub(since) >= gapWait {
-				if out == nil {
-					out = map[string][]int64{}
+	for i := range g.shards {
+		sh := &g.shards[i]
+		sh.mu.Lock()
+		for inbox, ig := range sh.inbox {
+			for s, since := range ig.missing {
+				if now.Sub(since) >= gapWait {
+					if out == nil {
+						out = map[string][]int64{}
+					}
+					out[inbox] = append(out[inbox], s)
 				}
-				out[inbox] = append(out[inbox], s)
 			}
 		}
+		sh.mu.Unlock()
 	}
 	return out
 }
 
 func (g *gapTracker) filled(inbox string, seq int64) {
-	g.mu.Lock()
-	if ig := g.inbox[inbox]; ig != nil {
+	sh := g.shard(inbox)
+	sh.mu.Lock()
+	if ig := sh.inbox[inbox]; ig != nil {
 		delete(ig.missing, seq)
 	}
-	g.mu.Unlock()
+	sh.mu.Unlock()
 }
 
 // runGaps repairs the gaps that outlived gapWait, until Close.

@@ -10,7 +10,7 @@ func TestGapTracker(t *testing.T) {
 	g := newGapTracker()
 	t0 := time.Unix(1000, 0)
 	g.seen("u/bob", 5, t0) // not watched: ignored
-	if len(g.inbox) != 0 {
+	if g.tracked() != 0 {
 		t.Fatal("an unwatched inbox is tracked")
 	}
 	g.watch("u/bob")
@@ -31,11 +31,11 @@ func TestGapTracker(t *testing.T) {
 	}
 	// A jump beyond maxMissing remembers maxMissing seqs.
 	g.seen("u/bob", 9+maxMissing+10, t0)
-	if n := len(g.inbox["u/bob"].missing); n != maxMissing {
+	if n := g.missing("u/bob"); n != maxMissing {
 		t.Fatalf("%d missing remembered, want %d", n, maxMissing)
 	}
 	g.forget("u/bob")
-	if len(g.inbox) != 0 {
+	if g.tracked() != 0 {
 		t.Fatal("forgotten inbox still tracked")
 	}
 }

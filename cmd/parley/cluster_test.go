@@ -21,6 +21,7 @@ import (
 	"github.com/parleychat/parley/broker/brokertest"
 	"github.com/parleychat/parley/internal/testwait"
 	"github.com/parleychat/parley/protocol"
+	"github.com/parleychat/parley/storage"
 	"github.com/parleychat/parley/storage/postgres"
 	"github.com/parleychat/parley/storage/postgres/pgtest"
 )
@@ -254,6 +255,7 @@ func TestClusterNodeFailure(t *testing.T) {
 		nodes = append(nodes, n)
 	}
 	front := startHAProxy(t, nodes)
+	st := testStore(t, db)
 	api := nodes[0].c.node(t)
 
 	// zed's only device is on node 2, directly; the administrator watches
@@ -288,7 +290,8 @@ func TestClusterNodeFailure(t *testing.T) {
 	// anyone sends: a device that reconnects to another node resumes there.
 	for _, c := range chatters {
 		testwait.Until(t, 10*time.Second, c.id+"'s cursor stored", func() bool {
-			return storedCursor(t, db, c.id+"/phone", "u/"+c.id)
+			_, err := st.GetCursor(brokertest.Ctx(t, 5*time.Second), c.id+"/phone", "u/"+c.id)
+			return err == nil
 		})
 	}
 	close(start)
@@ -378,22 +381,22 @@ func TestClusterNodeFailure(t *testing.T) {
 		c.mu.Unlock()
 		// Receipts of the user's own last messages may still be on their
 		// way: wait for every seq the store has.
-		last := lastSeq(t, db, "u/"+c.id)
+		last, err := st.LastSeq(brokertest.Ctx(t, 5*time.Second), "u/"+c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		var missing []int64
 		t.Cleanup(func() {
 			if t.Failed() && len(missing) > 0 {
 				t.Logf("%s lacks seqs %v of %d", c.id, missing, last)
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				defer cancel()
-				if st, err := postgres.Open(ctx, postgres.Config{URL: db, Writers: 1}, nil); err == nil {
-					es, _ := st.Read(ctx, "u/"+c.id, missing[0]-1, 1)
-					for _, e := range es {
-						t.Logf("missing entry: seq %d type %s from %s to %s ts %d", e.Seq, e.Type, e.From, e.To, e.TS)
-					}
-					cur, err := st.GetCursor(ctx, c.id+"/phone", "u/"+c.id)
-					t.Logf("cursor of %s/phone: %d %v", c.id, cur, err)
-					st.Close()
+				es, _ := st.Read(ctx, "u/"+c.id, missing[0]-1, 1)
+				for _, e := range es {
+					t.Logf("missing entry: seq %d type %s from %s to %s ts %d", e.Seq, e.Type, e.From, e.To, e.TS)
 				}
+				cur, err := st.GetCursor(ctx, c.id+"/phone", "u/"+c.id)
+				t.Logf("cursor of %s/phone: %d %v", c.id, cur, err)
 			}
 		})
 		testwait.Until(t, 30*time.Second, fmt.Sprintf("%s holds seqs 1..%d", c.id, last), func() bool {
@@ -440,34 +443,14 @@ func connections(httpAddr string) int {
 	return 0
 }
 
-// storedCursor reports whether the store at db holds a cursor of clientID
-// on inbox.
-func storedCursor(t *testing.T, db, clientID, inbox string) bool {
+// testStore opens the cluster's database for the test's own reads, closed
+// when the test ends.
+func testStore(t *testing.T, db string) storage.Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := postgres.Open(ctx, postgres.Config{URL: db, Writers: 1}, nil)
+	st, err := postgres.Open(brokertest.Ctx(t, 5*time.Second), postgres.Config{URL: db, Writers: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	_, err = st.GetCursor(ctx, clientID, inbox)
-	return err == nil
-}
-
-// lastSeq returns the last seq of an inbox in the store at db.
-func lastSeq(t *testing.T, db, inbox string) int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := postgres.Open(ctx, postgres.Config{URL: db, Writers: 1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	seq, err := st.LastSeq(ctx, inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return seq
+	t.Cleanup(func() { st.Close() })
+	return st
 }

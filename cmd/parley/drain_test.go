@@ -80,7 +80,9 @@ func reconnectOnce(addr, user, secret string, up func()) {
 	if err != nil {
 		// The listener is closed (the node is going): a real client backs
 		// off before it redials; this one as little as it can, so that it
-		// is ready the moment a listener could take it.
+		// is ready the moment a listener could take it. A pause that paces
+		// a redial loop, not a wait for anything: the test's conditions
+		// are waited for with testwait and the process's exit.
 		time.Sleep(time.Millisecond)
 		return
 	}

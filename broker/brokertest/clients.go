@@ -343,12 +343,24 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 }
 
 // wsClientConn adapts a WebSocket to the byte stream paho expects.
+//
+// paho writes a packet in several Write calls (net.Buffers.WriteTo: one
+// per part), each a WebSocket message here; it holds the writer's lock
+// across them only if the writer is a sync.Locker. Without Lock and Unlock
+// a PUBACK written by paho's reader goroutine could land between the parts
+// of a SUBSCRIBE written by the test, and the server would read a malformed
+// packet.
 type wsClientConn struct {
 	net.Conn
-	ws *websocket.Conn
-	r  io.Reader
-	mu sync.Mutex
+	ws     *websocket.Conn
+	r      io.Reader
+	packet sync.Mutex // held by paho across the writes of one packet
+	mu     sync.Mutex // serialises WebSocket writes
 }
+
+// Lock and Unlock make paho write each packet whole (packets.WriteTo).
+func (c *wsClientConn) Lock()   { c.packet.Lock() }
+func (c *wsClientConn) Unlock() { c.packet.Unlock() }
 
 func (c *wsClientConn) Read(p []byte) (int, error) {
 	for {

@@ -78,6 +78,7 @@ type Auth struct {
 	presence PresenceGate
 	log      *slog.Logger
 	badCreds func(error) bool
+	mq       broker     // only its per-client methods: Auth holds no server
 	mu       sync.Mutex // guards the fields below
 	verified map[*mqtt.Client]bool
 	conns    map[string]map[*mqtt.Client]struct{} // user -> its connections (MaxConnectionsPerUser)
@@ -152,7 +153,7 @@ func (h *Auth) refuse(cl *mqtt.Client, v5 packets.Code, v3 byte) error {
 	} else {
 		ack.Properties.ReasonString = v5.Reason
 	}
-	if err := cl.WritePacket(ack); err != nil {
+	if err := h.mq.write(cl, ack); err != nil {
 		h.log.Debug("connack not sent", "client", cl.ID, "error", err)
 	}
 	return v5
@@ -188,7 +189,7 @@ func (h *Auth) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	user := string(cl.Properties.Username)
-	if _, subscribed := cl.State.Subscriptions.Get(topic); subscribed {
+	if _, subscribed := h.mq.subscription(cl, topic); subscribed {
 		return h.gate.AllowDelivery(cl, topic)
 	}
 	return h.mayRead(user, topic)

@@ -44,56 +44,58 @@ type Bus interface {
 // UseBus connects the hook to the other nodes of a cluster. Call it before
 // Start; the bus calls Receive with the entries of other nodes and Resync
 // when it comes back after an outage.
-func (h *Inbox) UseBus(b Bus) { h.bus, h.interest.bus, h.interest.gaps = b, b, h.gaps }
+func (h *Inbox) UseBus(b Bus) { h.fan.useBus(b) }
 
 // Receive fans out an entry stored and announced by another node to this
 // node's subscribers of its inbox.
-func (h *Inbox) Receive(inbox string, seq int64, payload []byte) {
-	if h.closed.Load() {
+func (h *Inbox) Receive(inbox string, seq int64, payload []byte) { h.fan.receive(inbox, seq, payload) }
+
+// Resync sends every connected device with a persistent session what it may
+// have missed while the bus was down (fanout.resync).
+func (h *Inbox) Resync() { h.fan.resync() }
+
+func (f *fanout) useBus(b Bus) { f.bus, f.interest.bus, f.interest.gaps = b, b, f.gaps }
+
+func (f *fanout) receive(inbox string, seq int64, payload []byte) {
+	if f.w.closed.Load() {
 		return
 	}
 	var qos byte
 	if seq > 0 {
 		qos = 1 // stored entries; typing (seq 0) is never stored
 	}
-	h.fanout(inbox, seq, payload, qos)
+	f.local(inbox, seq, payload, qos)
 }
 
-// Resync sends every connected device with a persistent session what it may
+// resync sends every connected device with a persistent session what it may
 // have missed while the bus was down: each of its live inbox subscriptions
 // catches up from its cursor again (entries it has but has not acknowledged
 // are sent again; clients drop repeats by seq). Devices with clean sessions
 // have no cursor: what they missed is in the history API.
-func (h *Inbox) Resync() {
-	if h.closed.Load() {
+func (f *fanout) resync() {
+	if f.w.closed.Load() {
 		return
 	}
 	n := 0
-	h.sessions.Range(func(_, v any) bool {
-		sess := v.(*session)
-		sess.mu.Lock()
-		cl, persistent := sess.cl, sess.persistent
-		sess.mu.Unlock()
+	f.sessions.each(func(sess *session) bool {
+		cl, persistent := sess.connected()
 		if cl == nil || cl.Closed() || !persistent {
 			return true
 		}
-		for filter, sub := range cl.State.Subscriptions.GetAll() {
+		for filter, sub := range f.mq.subscriptions(cl) {
 			if !isInboxTopic(filter) || strings.ContainsAny(filter, "+#") {
 				continue
 			}
-			sess.mu.Lock()
-			g := sess.gates[filter]
-			sess.mu.Unlock()
-			if g != nil && !g.live.Load() {
+			if g := sess.gateOf(filter); g != nil && !g.live.Load() {
 				continue // catching up already
 			}
-			h.startCatchup(h.openGate(sess, cl, filter, sub.Qos))
+			f.startCatchup(f.openGate(sess, cl, filter, sub.Qos))
 			n++
 		}
 		return true
 	})
-	h.metrics.Resyncs.Add(float64(n))
-	h.log.Info("bus back: devices catch up on what it missed", "subscriptions", n)
+	f.metrics.Resyncs.Add(float64(n))
+	f.log.Info("bus back: devices catch up on what it missed", "subscriptions", n)
 }
 
 // interest is the set of subscription filters this node's clients hold
@@ -199,15 +201,15 @@ func subscribedClient(cl *mqtt.Client) bool { return cl != nil && !cl.Net.Inline
 
 // barrier waits until the bus's interest reaches the other nodes, if there
 // is a bus.
-func (h *Inbox) barrier() {
-	if h.bus == nil {
+func (f *fanout) barrier() {
+	if f.bus == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
 	defer cancel()
-	if err := h.bus.Barrier(ctx); err != nil {
+	if err := f.bus.Barrier(ctx); err != nil {
 		// The bus is down: Resync runs when it is back.
-		h.log.Debug("bus barrier", "error", err)
+		f.log.Debug("bus barrier", "error", err)
 	}
 }
 
@@ -219,11 +221,11 @@ func (h *Inbox) barrier() {
 // cursors are in the store). A connection here that began after at is the
 // newer one, and stays.
 func (h *Inbox) EndSession(cid string, at time.Time) {
-	cl, ok := h.srv.Clients.Get(cid)
+	cl, ok := h.mq.client(cid)
 	if !ok {
 		return
 	}
-	if sess := h.session(cl); sess != nil {
+	if sess := h.sessions.of(cl); sess != nil {
 		sess.mu.Lock()
 		newer := sess.cl == cl && sess.since.After(at)
 		sess.mu.Unlock()
@@ -233,11 +235,11 @@ func (h *Inbox) EndSession(cid string, at time.Time) {
 	}
 	if !cl.Closed() {
 		h.log.Info("session taken over on another node", "client", cid)
-		_ = h.srv.DisconnectClient(cl, packets.ErrSessionTakenOver)
+		h.mq.disconnect(cl, packets.ErrSessionTakenOver)
 	}
-	h.srv.UnsubscribeClient(cl)
-	cl.ClearInflights()
-	h.srv.Clients.Delete(cid)
+	if !h.mq.expireSession(cid, cl) {
+		return
+	}
 	h.OnClientExpired(cl)
 	h.metrics.RemoteTakeovers.Inc()
 }
@@ -245,7 +247,7 @@ func (h *Inbox) EndSession(cid string, at time.Time) {
 // releaseSession ends the node's interest in claims of cid, if there is a
 // bus.
 func (h *Inbox) releaseSession(cid string) {
-	if h.bus != nil {
-		h.bus.ReleaseSession(cid)
+	if h.fan.bus != nil {
+		h.fan.bus.ReleaseSession(cid)
 	}
 }

@@ -25,22 +25,22 @@ import (
 // and catches up from them. With the connection cap (16) below the session
 // cap (32), a user over the session cap always has a disconnected session.
 
-// trackSession records sess as one of its user's persistent sessions and,
+// track records sess as one of its user's persistent sessions and,
 // when the user now holds more than MaxSessionsPerUser, returns the client
 // id of the one to evict: the user's disconnected session that stopped
 // first. Lock order: persistMu before session.mu.
-func (h *Inbox) trackSession(sess *session) (victim string) {
-	h.persistMu.Lock()
-	defer h.persistMu.Unlock()
-	h.untrackLocked(sess)
-	m := h.persisted[sess.user]
+func (t *sessionTable) track(sess *session) (victim string) {
+	t.persistMu.Lock()
+	defer t.persistMu.Unlock()
+	t.untrackLocked(sess)
+	m := t.persisted[sess.user]
 	if m == nil {
 		m = map[string]*session{}
-		h.persisted[sess.user] = m
+		t.persisted[sess.user] = m
 	}
 	m[sess.id] = sess
 	sess.trackedAs = sess.user
-	if h.cfg.MaxSessionsPerUser < 0 || len(m) <= h.cfg.MaxSessionsPerUser {
+	if t.max < 0 || len(m) <= t.max {
 		return ""
 	}
 	var oldest time.Time
@@ -63,21 +63,21 @@ func (h *Inbox) trackSession(sess *session) (victim string) {
 	return victim
 }
 
-// untrackSession forgets sess as a persistent session.
-func (h *Inbox) untrackSession(sess *session) {
-	h.persistMu.Lock()
-	h.untrackLocked(sess)
-	h.persistMu.Unlock()
+// untrack forgets sess as a persistent session.
+func (t *sessionTable) untrack(sess *session) {
+	t.persistMu.Lock()
+	t.untrackLocked(sess)
+	t.persistMu.Unlock()
 }
 
-func (h *Inbox) untrackLocked(sess *session) {
+func (t *sessionTable) untrackLocked(sess *session) {
 	if sess.trackedAs == "" {
 		return
 	}
-	if m := h.persisted[sess.trackedAs]; m != nil && m[sess.id] == sess {
+	if m := t.persisted[sess.trackedAs]; m != nil && m[sess.id] == sess {
 		delete(m, sess.id)
 		if len(m) == 0 {
-			delete(h.persisted, sess.trackedAs)
+			delete(t.persisted, sess.trackedAs)
 		}
 	}
 	sess.trackedAs = ""
@@ -94,24 +94,18 @@ func (h *Inbox) untrackLocked(sess *session) {
 // keeps its subscriptions (mochi offers no compare-and-delete; the window
 // left is a few instructions wide).
 func (h *Inbox) evictSession(id, user string) {
-	v, ok := h.sessions.Load(id)
-	if !ok {
+	sess := h.sessions.get(id)
+	if sess == nil {
 		return
 	}
-	sess := v.(*session)
-	sess.mu.Lock()
-	cl := sess.cl
-	sess.mu.Unlock()
+	cl, _ := sess.connected()
 	if cl == nil {
-		h.untrackSession(sess)
+		h.sessions.untrack(sess)
 		return
 	}
-	if cur, ok := h.srv.Clients.Get(id); !ok || cur != cl || !cl.Closed() {
+	if !cl.Closed() || !h.mq.expireSession(id, cl) {
 		return
 	}
-	h.srv.UnsubscribeClient(cl)
-	cl.ClearInflights()
-	h.srv.Clients.Delete(id)
 	h.OnClientExpired(cl)
 	h.metrics.SessionsEvicted.Inc()
 	h.log.Info("persistent session evicted: the user holds too many", "client", id, "user", user,

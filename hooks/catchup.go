@@ -3,7 +3,6 @@ package hooks
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -16,16 +15,16 @@ import (
 // openGate registers a catch-up for (session, inbox): from now on live
 // deliveries of inbox to this connection are held back (AllowDelivery) and
 // every entry stored in inbox marks the gate dirty.
-func (h *Inbox) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte) *gate {
+func (f *fanout) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte) *gate {
 	if qos > 1 {
 		qos = 1
 	}
 	g := &gate{sess: sess, cl: cl, inbox: inbox, qos: qos}
-	h.regMu.Lock()
+	f.regMu.Lock()
 	sess.mu.Lock()
 	if old := sess.gates[inbox]; old != nil {
 		old.live.Store(true) // superseded: its goroutine stops at its next step
-		h.unregister(old)
+		f.unregister(old)
 		if old.cl == cl {
 			// Same connection: what the old catch-up sent is in flight to
 			// it already; the new one starts after it.
@@ -34,14 +33,14 @@ func (h *Inbox) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte)
 	}
 	sess.gates[inbox] = g
 	sess.mu.Unlock()
-	h.catching[inbox] = append(h.catching[inbox], g)
-	h.regMu.Unlock()
+	f.catching[inbox] = append(f.catching[inbox], g)
+	f.regMu.Unlock()
 	return g
 }
 
-// unregister removes g from the inbox registry. h.regMu must be held.
-func (h *Inbox) unregister(g *gate) {
-	gs := h.catching[g.inbox]
+// unregister removes g from the inbox registry. f.regMu must be held.
+func (f *fanout) unregister(g *gate) {
+	gs := f.catching[g.inbox]
 	for i, x := range gs {
 		if x == g {
 			gs = append(gs[:i], gs[i+1:]...)
@@ -49,49 +48,49 @@ func (h *Inbox) unregister(g *gate) {
 		}
 	}
 	if len(gs) == 0 {
-		delete(h.catching, g.inbox)
+		delete(f.catching, g.inbox)
 	} else {
-		h.catching[g.inbox] = gs
+		f.catching[g.inbox] = gs
 	}
 }
 
 // closeGate ends a catch-up without going live (refused or removed
 // subscription, or the client left).
-func (h *Inbox) closeGate(g *gate) {
-	h.regMu.Lock()
-	h.unregister(g)
+func (f *fanout) closeGate(g *gate) {
+	f.regMu.Lock()
+	f.unregister(g)
 	g.sess.mu.Lock()
 	if g.sess.gates[g.inbox] == g {
 		delete(g.sess.gates, g.inbox)
 	}
 	g.sess.mu.Unlock()
-	h.regMu.Unlock()
+	f.regMu.Unlock()
 }
 
-func (h *Inbox) startCatchup(g *gate) {
-	h.metrics.Catchups.Inc()
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		if !h.catchup(g) {
-			h.closeGate(g)
+func (f *fanout) startCatchup(g *gate) {
+	f.metrics.Catchups.Inc()
+	f.w.run(func() {
+		if !f.catchup(g) {
+			f.closeGate(g)
 		}
-	}()
+	})
 }
 
 // catchup sends the device every stored entry of the inbox after its cursor,
 // in order, then lets live deliveries through. It reports whether it went
 // live.
-func (h *Inbox) catchup(g *gate) bool {
+func (f *fanout) catchup(g *gate) bool {
 	// Entries announced by other nodes from here on reach this node; those
 	// announced before are in the store when it is read below.
-	h.barrier()
-	after, fromEnd, ok := h.startingPoint(g)
+	f.barrier()
+	f.at(g, stepStart)
+	after, fromEnd, ok := f.startingPoint(g)
 	if !ok {
 		return false
 	}
 	g.start, g.fromEnd = after, fromEnd
-	h.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
+	f.at(g, stepStarted)
+	f.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
 	// Everything up to the starting point is the device's already (its
 	// cursor, or where a superseded catch-up got to): a late live delivery
 	// of it would be a repeat.
@@ -99,35 +98,36 @@ func (h *Inbox) catchup(g *gate) bool {
 		g.sent.Store(after)
 	}
 	for {
-		if g.cl.Closed() || g.live.Load() || h.closed.Load() {
+		if g.cl.Closed() || g.live.Load() || f.w.closed.Load() {
 			return false
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-		es, err := h.store.Read(ctx, g.inbox, after, h.cfg.CatchupBatch)
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
+		es, err := f.store.Read(ctx, g.inbox, after, f.cfg.CatchupBatch)
 		cancel()
 		if err != nil {
-			h.log.Warn("catch-up read", "client", g.sess.id, "inbox", g.inbox, "error", err)
-			if !h.pause(g, time.Second) {
+			f.log.Warn("catch-up read", "client", g.sess.id, "inbox", g.inbox, "error", err)
+			if !f.pause(g, time.Second) {
 				return false
 			}
 			continue
 		}
 		for _, e := range es {
-			if !h.sendDirect(g, e) {
+			if !f.sendDirect(g, e) {
 				return false
 			}
 			after = e.Seq
 		}
-		h.metrics.CatchupEntries.Add(float64(len(es)))
-		if len(es) == h.cfg.CatchupBatch {
+		f.metrics.CatchupEntries.Add(float64(len(es)))
+		f.at(g, stepRead)
+		if len(es) == f.cfg.CatchupBatch {
 			continue
 		}
 		// Caught up, unless something was stored meanwhile. No delivery to
 		// this inbox is under way while the decision is made (deliver holds
 		// the delivery lock from marking the gate to the end of the fan-out).
-		dl := &h.deliveryShard(g.inbox).mu
+		dl := &f.shard(g.inbox).mu
 		dl.Lock()
-		h.regMu.Lock()
+		f.regMu.Lock()
 		if g.fromEnd && g.first > 0 && g.first-1 < g.start {
 			// A device new to the inbox starts at its end, read from the
 			// store; an entry committed before that read but fanned out
@@ -136,45 +136,49 @@ func (h *Inbox) catchup(g *gate) bool {
 			// start again before it.
 			g.start, after = g.first-1, g.first-1
 			g.dirty = false
-			h.regMu.Unlock()
+			f.regMu.Unlock()
 			dl.Unlock()
-			h.rewindCursor(g, after)
+			f.rewindCursor(g, after)
 			continue
 		}
 		if g.dirty {
 			g.dirty = false
-			h.regMu.Unlock()
+			f.regMu.Unlock()
 			dl.Unlock()
 			continue
 		}
 		g.live.Store(true)
-		h.unregister(g)
-		h.regMu.Unlock()
+		f.unregister(g)
+		f.regMu.Unlock()
 		dl.Unlock()
-		h.log.Debug("caught up", "client", g.sess.id, "inbox", g.inbox, "seq", after)
+		f.log.Debug("caught up", "client", g.sess.id, "inbox", g.inbox, "seq", after)
+		f.at(g, stepLive)
 		return true
 	}
 }
 
+// at reports a step of g's catch-up to the test hook, if any.
+func (f *fanout) at(g *gate, s catchupStep) {
+	if f.step != nil {
+		f.step(g, s)
+	}
+}
+
 // rewindCursor lowers a new device's starting cursor to seq.
-func (h *Inbox) rewindCursor(g *gate, seq int64) {
+func (f *fanout) rewindCursor(g *gate, seq int64) {
 	sess := g.sess
 	sess.mu.Lock()
 	if wm := sess.cursors[g.inbox]; wm != nil && wm.w > seq {
 		sess.cursors[g.inbox] = &watermark{w: seq}
 	}
 	sess.mu.Unlock()
-	h.cursorMu.Lock()
-	if cur, ok := h.dirty[cursorKey{sess.id, g.inbox}]; !ok || cur > seq {
-		h.dirty[cursorKey{sess.id, g.inbox}] = seq
-	}
-	h.cursorMu.Unlock()
+	f.acks.lowerCursor(sess.id, g.inbox, seq)
 }
 
 // startingPoint returns the seq after which the device needs entries: its
 // cursor in memory, else in the store; a device new to the inbox (or on a
 // clean start) starts at the inbox's end (fromEnd).
-func (h *Inbox) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
+func (f *fanout) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 	sess := g.sess
 	sess.mu.Lock()
 	wm := sess.cursors[g.inbox]
@@ -187,29 +191,27 @@ func (h *Inbox) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 		return w, false, true
 	}
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
 		var seq int64
 		var err error
 		if !fresh {
-			seq, err = h.store.GetCursor(ctx, sess.id, g.inbox)
+			seq, err = f.store.GetCursor(ctx, sess.id, g.inbox)
 		}
 		if fresh || errors.Is(err, storage.ErrNotFound) {
 			fromEnd = true
-			seq, err = h.store.LastSeq(ctx, g.inbox)
+			seq, err = f.store.LastSeq(ctx, g.inbox)
 			if err == nil {
 				// Entries stored after the subscription began but before
 				// LastSeq was read are the device's, not history.
-				h.regMu.Lock()
+				f.regMu.Lock()
 				if g.first > 0 && g.first-1 < seq {
 					seq = g.first - 1
 				}
-				h.regMu.Unlock()
+				f.regMu.Unlock()
 				// Record the new device's starting point at once, so that
 				// what arrives before its first acknowledgement is not lost
 				// if it disconnects.
-				h.cursorMu.Lock()
-				h.dirty[cursorKey{sess.id, g.inbox}] = seq
-				h.cursorMu.Unlock()
+				f.acks.setCursor(sess.id, g.inbox, seq)
 			}
 		}
 		cancel()
@@ -224,21 +226,21 @@ func (h *Inbox) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 			return seq, fromEnd, true
 		}
 		fromEnd = false
-		h.log.Warn("catch-up cursor", "client", sess.id, "inbox", g.inbox, "error", err)
-		if !h.pause(g, time.Second) {
+		f.log.Warn("catch-up cursor", "client", sess.id, "inbox", g.inbox, "error", err)
+		if !f.pause(g, time.Second) {
 			return 0, false, false
 		}
 	}
 }
 
 // pause waits d unless the client leaves or the hook stops.
-func (h *Inbox) pause(g *gate, d time.Duration) bool {
+func (f *fanout) pause(g *gate, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return !g.cl.Closed()
-	case <-h.quit:
+	case <-f.w.quit:
 		return false
 	}
 }
@@ -246,21 +248,21 @@ func (h *Inbox) pause(g *gate, d time.Duration) bool {
 // sendDirect writes one stored entry to the device, outside mochi's fan-out,
 // with the packet id and inflight bookkeeping mochi would do, keeping at most
 // CatchupWindow entries unacknowledged.
-func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
+func (f *fanout) sendDirect(g *gate, e protocol.Entry) bool {
 	cl, sess := g.cl, g.sess
 	// Half the slow-consumer bound, so that live deliveries arriving just
 	// after the catch-up still fit.
-	window := min(h.cfg.CatchupWindow, max(h.cfg.MaxInflight/2, 1))
+	window := min(f.cfg.CatchupWindow, max(f.cfg.MaxInflight/2, 1))
 	if rm := int(cl.Properties.Props.ReceiveMaximum); rm > 0 && rm < window {
 		window = rm
 	}
 	waitSince := time.Now()
-	for g.qos > 0 && cl.State.Inflight.Len() >= window {
-		if time.Since(waitSince) > h.cfg.CatchupAckWait {
+	for g.qos > 0 && f.mq.inflightLen(cl) >= window {
+		if time.Since(waitSince) > f.cfg.CatchupAckWait {
 			// A device that acknowledges nothing while its window is full
 			// is a slow consumer in catch-up too (live, MaxInflight says
 			// so): it catches up when it comes back.
-			h.slowConsumer(cl, "no acknowledgement during catch-up")
+			f.slowConsumer(cl, "no acknowledgement during catch-up")
 			return false
 		}
 		sess.mu.Lock()
@@ -270,7 +272,7 @@ func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 		select {
 		case <-wait:
 		case <-t.C:
-		case <-h.quit:
+		case <-f.w.quit:
 			t.Stop()
 			return false
 		}
@@ -292,40 +294,19 @@ func (h *Inbox) sendDirect(g *gate, e protocol.Entry) bool {
 			return false // the connection or the subscription was replaced
 		}
 		g.sent.Store(e.Seq) // decided under sess.mu: a superseding gate starts after it
-		id, ok := directPacketID(sess, cl)
+		id, ok := f.mq.freePacketID(cl, &sess.nextID)
 		if !ok {
 			sess.mu.Unlock()
-			h.slowConsumer(cl, "packet ids exhausted")
+			f.slowConsumer(cl, "packet ids exhausted")
 			return false
 		}
 		out.PacketID = id
 		sess.inflight[out.PacketID] = protocol.Header{ID: e.ID, Inbox: e.Inbox, Seq: e.Seq, From: e.From, To: e.To, Type: e.Type}
 		sess.mu.Unlock()
-		if cl.State.Inflight.Set(out) {
-			atomic.AddInt64(&h.srv.Info.Inflight, 1)
-		}
+		f.mq.track(cl, out)
 	}
-	if err := cl.WritePacket(out); err != nil {
+	if err := f.mq.write(cl, out); err != nil {
 		return false
 	}
 	return true
-}
-
-// directPacketID picks a free packet id for a catch-up delivery from the
-// upper half of the id space. mochi numbers its own deliveries from 1 up, and
-// it refuses a client's SUBSCRIBE whose packet id is in use by an
-// unacknowledged delivery (0x91); clients number their SUBSCRIBEs from 1 up
-// too, and subscribe right after reconnecting, which is when catch-up sends.
-// sess.mu must be held.
-func directPacketID(sess *session, cl *mqtt.Client) (uint16, bool) {
-	for range 1 << 15 {
-		sess.nextID++
-		if sess.nextID < 1<<15 {
-			sess.nextID = 1 << 15
-		}
-		if _, used := cl.State.Inflight.Get(sess.nextID); !used {
-			return sess.nextID, true
-		}
-	}
-	return 0, false
 }

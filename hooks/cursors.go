@@ -11,54 +11,53 @@ import (
 // runCursors writes moved delivery cursors every CursorFlush, and once more
 // when the hook closes. A failed write is retried with the next flush; a
 // cursor that is stored late only causes redelivery, never loss.
-func (h *Inbox) runCursors() {
-	defer h.wg.Done()
-	t := time.NewTicker(h.cfg.CursorFlush)
+func (a *acks) runCursors() {
+	t := time.NewTicker(a.cfg.CursorFlush)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			h.flushCursors()
-		case <-h.quit:
-			h.flushCursors()
+			a.flushCursors()
+		case <-a.w.quit:
+			a.flushCursors()
 			return
 		}
 	}
 }
 
-func (h *Inbox) flushCursors() {
-	h.cursorMu.Lock()
-	if len(h.dirty) == 0 {
-		h.cursorMu.Unlock()
+func (a *acks) flushCursors() {
+	a.cursorMu.Lock()
+	if len(a.dirty) == 0 {
+		a.cursorMu.Unlock()
 		return
 	}
-	dirty := h.dirty
-	h.dirty = make(map[cursorKey]int64, len(dirty))
-	h.cursorMu.Unlock()
+	dirty := a.dirty
+	a.dirty = make(map[cursorKey]int64, len(dirty))
+	a.cursorMu.Unlock()
 
 	cs := make([]storage.Cursor, 0, len(dirty))
 	for k, seq := range dirty {
 		cs = append(cs, storage.Cursor{ClientID: k.client, Inbox: k.inbox, Seq: seq})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-	err := h.store.SaveCursors(ctx, cs)
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+	err := a.store.SaveCursors(ctx, cs)
 	cancel()
 	if err == nil {
 		return
 	}
-	h.metrics.CursorErrors.Inc()
-	h.log.Warn("save cursors", "count", len(cs), "error", err)
+	a.metrics.CursorErrors.Inc()
+	a.log.Warn("save cursors", "count", len(cs), "error", err)
 	if errors.Is(err, storage.ErrInvalid) {
 		// The store saved every cursor it could hold and dropped the rest
 		// (a client id too long for an index, say): trying those again would
 		// only fail again. A device without a cursor repeats, never loses.
 		return
 	}
-	h.cursorMu.Lock()
+	a.cursorMu.Lock()
 	for k, seq := range dirty {
-		if cur, ok := h.dirty[k]; !ok || cur < seq {
-			h.dirty[k] = seq
+		if cur, ok := a.dirty[k]; !ok || cur < seq {
+			a.dirty[k] = seq
 		}
 	}
-	h.cursorMu.Unlock()
+	a.cursorMu.Unlock()
 }

@@ -11,9 +11,13 @@
 // mean "stored". Catch-up, receipts and cursor writes run on goroutines of
 // their own.
 //
-// Lock order: Inbox.delivering[inbox].mu before Inbox.regMu (catching-up gates
-// by inbox) before session.mu; Inbox.persistMu (persistent sessions by user)
-// before session.mu. userState.mu, Auth.mu and Presence.refusalMu are leaves. Presence's shard locks are held while it
+// The Inbox hook is thin: its parts (publisher, fanout, acks, members,
+// sessionTable, and broker, which holds every direct use of mochi's
+// internals) are described in README.md.
+//
+// Lock order: fanout.delivering[inbox].mu before fanout.regMu (catching-up
+// gates by inbox) before session.mu; sessionTable.persistMu (persistent
+// sessions by user) before session.mu. userState.mu, Auth.mu and Presence.refusalMu are leaves. Presence's shard locks are held while it
 // publishes a state (mochi's fan-out, which asks Auth and Inbox only about
 // p/ topics, where they take no lock), and before Presence.seenMu.
 package hooks

@@ -152,17 +152,16 @@ func (g *gapTracker) filled(inbox string, seq int64) {
 }
 
 // runGaps repairs the gaps that outlived gapWait, until Close.
-func (h *Inbox) runGaps() {
-	defer h.wg.Done()
+func (f *fanout) runGaps() {
 	t := time.NewTicker(gapWait / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			for inbox, seqs := range h.gaps.due(h.now()) {
-				h.repairGaps(inbox, seqs)
+			for inbox, seqs := range f.gaps.due(f.now()) {
+				f.repairGaps(inbox, seqs)
 			}
-		case <-h.quit:
+		case <-f.w.quit:
 			return
 		}
 	}
@@ -170,16 +169,16 @@ func (h *Inbox) runGaps() {
 
 // repairGaps reads the missing entries of inbox from the store and fans
 // them out here.
-func (h *Inbox) repairGaps(inbox string, seqs []int64) {
+func (f *fanout) repairGaps(inbox string, seqs []int64) {
 	lo, hi := seqs[0], seqs[0]
 	for _, s := range seqs {
 		lo, hi = min(lo, s), max(hi, s)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-	es, err := h.store.Read(ctx, inbox, lo-1, int(hi-lo+1))
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
+	es, err := f.store.Read(ctx, inbox, lo-1, int(hi-lo+1))
 	cancel()
 	if err != nil {
-		h.log.Warn("gap repair: read", "inbox", inbox, "error", err)
+		f.log.Warn("gap repair: read", "inbox", inbox, "error", err)
 		return // tried again at the next tick
 	}
 	want := make(map[int64]bool, len(seqs))
@@ -190,14 +189,14 @@ func (h *Inbox) repairGaps(inbox string, seqs []int64) {
 		if !want[e.Seq] {
 			continue
 		}
-		h.gaps.filled(inbox, e.Seq)
-		h.metrics.GapRepairs.Inc()
-		h.log.Debug("gap repair", "inbox", inbox, "seq", e.Seq)
-		h.fanout(inbox, e.Seq, e.AppendJSON(nil), 1)
+		f.gaps.filled(inbox, e.Seq)
+		f.metrics.GapRepairs.Inc()
+		f.log.Debug("gap repair", "inbox", inbox, "seq", e.Seq)
+		f.local(inbox, e.Seq, e.AppendJSON(nil), 1)
 	}
 	// Seqs the store does not have (a transaction that never committed
 	// cannot leave one: seqs are gapless) are given up.
 	for _, s := range seqs {
-		h.gaps.filled(inbox, s)
+		f.gaps.filled(inbox, s)
 	}
 }

@@ -120,7 +120,7 @@ type Presence struct {
 	cfg     PresenceConfig
 	log     *slog.Logger
 	store   PresenceStore
-	srv     *mqtt.Server
+	mq      broker
 	refuser Refuser
 	dir     PresenceDirectory // the cluster's; nil on a single node
 	isAdmin func(string) bool
@@ -175,7 +175,7 @@ func NewPresence(cfg PresenceConfig, store PresenceStore, srv *mqtt.Server, refu
 	reg prometheus.Registerer, log *slog.Logger) *Presence {
 	cfg.setDefaults()
 	h := &Presence{
-		cfg: cfg, log: log, store: store, srv: srv, refuser: refuser, isAdmin: isAdmin, now: time.Now,
+		cfg: cfg, log: log, store: store, mq: broker{srv}, refuser: refuser, isAdmin: isAdmin, now: time.Now,
 		online: prometheus.NewGauge(prometheus.GaugeOpts{Name: "parley_presence_online_users",
 			Help: "Users with at least one connected device."}),
 		flushErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_presence_flush_errors_total",
@@ -437,10 +437,10 @@ func (h *Presence) update(user string, u *userPresence) {
 func (h *Presence) retain(user string, p protocol.Presence) {
 	topic := protocol.PresenceTopic(user)
 	payload := p.AppendJSON(nil)
-	if cur, ok := h.srv.Topics.Retained.Get(topic); ok && bytes.Equal(cur.Payload, payload) {
+	if cur, ok := h.mq.retained(topic); ok && bytes.Equal(cur.Payload, payload) {
 		return
 	}
-	if err := h.srv.Publish(topic, payload, true, 1); err != nil {
+	if err := h.mq.publish(topic, payload, true, 1); err != nil {
 		h.log.Warn("publish presence", "user", user, "status", p.Status, "error", err)
 	}
 }
@@ -468,7 +468,7 @@ func (h *Presence) refresh(user string) {
 	if h.dir == nil {
 		return
 	}
-	if _, ok := h.srv.Topics.Retained.Get(protocol.PresenceTopic(user)); !ok {
+	if _, ok := h.mq.retained(protocol.PresenceTopic(user)); !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
@@ -493,7 +493,7 @@ func (h *Presence) refresh(user string) {
 // NodeDown re-reads, from the cluster, the state of every user this node
 // retains one for: a node that died held some of their devices.
 func (h *Presence) NodeDown() {
-	for topic := range h.srv.Topics.Retained.GetAll() {
+	for topic := range h.mq.retainedTopics() {
 		user, ok := strings.CutPrefix(topic, protocol.PresencePrefix)
 		if !ok {
 			continue
@@ -540,7 +540,7 @@ func (h *Presence) OnSubscribed(_ *mqtt.Client, pk packets.Packet, codes []byte)
 		if !ok || t.Kind != protocol.KindPresence {
 			continue
 		}
-		if _, ok := h.srv.Topics.Retained.Get(sub.Filter); ok {
+		if _, ok := h.mq.retained(sub.Filter); ok {
 			if h.dir != nil {
 				// What this node retains may be stale: it hears a user's
 				// changes only while it has subscribers of p/{user}.
@@ -572,11 +572,11 @@ func (h *Presence) OnRetainPublished(_ *mqtt.Client, pk packets.Packet) {
 	sh := h.shard(t.ID)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	cur, ok := h.srv.Topics.Retained.Get(pk.TopicName)
+	cur, ok := h.mq.retained(pk.TopicName)
 	if !ok || bytes.Equal(cur.Payload, pk.Payload) {
 		return
 	}
-	if err := h.srv.Publish(pk.TopicName, cur.Payload, true, 1); err != nil {
+	if err := h.mq.publish(pk.TopicName, cur.Payload, true, 1); err != nil {
 		h.log.Warn("publish presence", "user", t.ID, "error", err)
 	}
 }
@@ -599,7 +599,7 @@ func (h *Presence) retainState(user string) error {
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if _, ok := h.srv.Topics.Retained.Get(topic); ok {
+	if _, ok := h.mq.retained(topic); ok {
 		return nil // a change was published meanwhile
 	}
 	p := h.current(sh, user)
@@ -615,7 +615,7 @@ func (h *Presence) retainState(user string) error {
 	if t := seen[user]; p.Status == protocol.StatusOffline && !t.IsZero() && t.UnixMilli() > p.LastSeen {
 		p.LastSeen = t.UnixMilli()
 	}
-	h.srv.Topics.RetainMessage(packets.Packet{
+	h.mq.retain(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
 		TopicName:   topic,
 		Payload:     p.AppendJSON(nil),
@@ -787,11 +787,11 @@ func (h *Presence) SetPrivacy(ctx context.Context, user, privacy string) error {
 // cluster, every other node calls it when told of the change.
 func (h *Presence) PrivacyChanged(ctx context.Context, user string) {
 	topic := protocol.PresenceTopic(user)
-	for id, sub := range h.srv.Topics.Subscribers(topic).Subscriptions {
+	for id, sub := range h.mq.subscribers(topic) {
 		if sub.Filter != topic {
 			continue // a wildcard: an administrator's
 		}
-		cl, ok := h.srv.Clients.Get(id)
+		cl, ok := h.mq.client(id)
 		if !ok {
 			continue
 		}
@@ -801,8 +801,7 @@ func (h *Presence) PrivacyChanged(ctx context.Context, user string) {
 		} else if err != nil {
 			h.log.Warn("cannot check presence privacy: ending the subscription", "viewer", viewer, "user", user, "error", err)
 		}
-		h.srv.Topics.Unsubscribe(topic, id)
-		cl.State.Subscriptions.Delete(topic)
+		h.mq.unsubscribe(cl, topic)
 		h.log.Debug("presence subscription ended by a privacy change", "client", id, "user", user)
 	}
 }

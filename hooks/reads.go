@@ -29,28 +29,28 @@ const maxReceiptIDs = 500
 // it belongs to. The cursor is stored before the PUBACK; the reader's other
 // devices get a read entry in its inbox, and the senders of the newly read
 // messages a read receipt.
-func (h *Inbox) publishRead(cl *mqtt.Client, sess *session, pk packets.Packet, t protocol.Topic, sub protocol.Submission) (packets.Packet, error) {
-	rs, ok := h.store.(ReadStore)
+func (p *publisher) publishRead(cl *mqtt.Client, sess *session, pk packets.Packet, t protocol.Topic, sub protocol.Submission) (packets.Packet, error) {
+	rs, ok := p.store.(ReadStore)
 	if !ok {
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "read markers are not supported by this store"})
+		return p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "read markers are not supported by this store"})
 	}
 	inbox := t.String()
 	if sub.Inbox != "" && sub.Inbox != inbox {
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "a read marker goes to the inbox it marks"})
+		return p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeBadPayload, Detail: "a read marker goes to the inbox it marks"})
 	}
 	if t.Kind == protocol.KindUser && t.ID != sess.user {
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "read markers go to your own inbox or a group"})
+		return p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized, Detail: "read markers go to your own inbox or a group"})
 	}
 	conv := ""
 	if t.Kind == protocol.KindUser {
 		conv = sub.With
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
 	prev, err := rs.SetReadCursor(ctx, storage.ReadCursor{User: sess.user, Inbox: inbox, Conv: conv, Seq: sub.Seq})
 	cancel()
 	if err != nil {
-		h.log.Warn("store read cursor", "client", cl.ID, "error", err)
-		return h.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
+		p.log.Warn("store read cursor", "client", cl.ID, "error", err)
+		return p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
 	}
 	if sub.Seq <= prev {
 		return pk, packets.CodeSuccessIgnore // already read that far
@@ -60,41 +60,37 @@ func (h *Inbox) publishRead(cl *mqtt.Client, sess *session, pk packets.Packet, t
 	if t.Kind == protocol.KindGroup {
 		echoConv = inbox
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-	es, _, err := h.store.Append(ctx, storage.Message{ID: uuid.Must(uuid.NewV7()).String(), From: sess.user, To: sess.user,
-		TS: h.now().UnixMilli(), Type: protocol.TypeRead, Data: protocol.ReadData(inbox, conv, sub.Seq),
+	ctx, cancel = context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
+	es, _, err := p.store.Append(ctx, storage.Message{ID: uuid.Must(uuid.NewV7()).String(), From: sess.user, To: sess.user,
+		TS: p.now().UnixMilli(), Type: protocol.TypeRead, Data: protocol.ReadData(inbox, conv, sub.Seq),
 		Inboxes: []string{protocol.UserInbox(sess.user)}, Conv: echoConv})
 	cancel()
 	if err != nil {
-		h.log.Warn("store read entry", "client", cl.ID, "error", err)
+		p.log.Warn("store read entry", "client", cl.ID, "error", err)
 	} else {
 		sess.pending = append(sess.pending, es[0])
 		sess.pendingQoS = 1
 	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.readReceipts(rs, sess.user, inbox, conv, prev, sub.Seq)
-	}()
+	p.w.run(func() { p.acks.readReceipts(rs, sess.user, inbox, conv, prev, sub.Seq) })
 	return pk, packets.CodeSuccessIgnore
 }
 
 // readReceipts tells the senders of the messages in (prev, seq] of inbox
 // that reader has read them: one receipt per sender; for a group, with how
 // many of the other members have read that far.
-func (h *Inbox) readReceipts(rs ReadStore, reader, inbox, conv string, prev, seq int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+func (a *acks) readReceipts(rs ReadStore, reader, inbox, conv string, prev, seq int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
 	defer cancel()
 	msgs, err := rs.Unread(ctx, reader, inbox, conv, prev, seq, maxReceiptIDs)
 	if err != nil {
-		h.log.Warn("read receipts", "reader", reader, "inbox", inbox, "error", err)
+		a.log.Warn("read receipts", "reader", reader, "inbox", inbox, "error", err)
 		return
 	}
 	ids := map[string][]string{}
 	top := map[string]int64{}
 	var senders []string
 	for _, e := range msgs {
-		if e.From == "" || h.isAdmin(e.From) {
+		if e.From == "" || a.isAdmin(e.From) {
 			continue
 		}
 		if _, ok := ids[e.From]; !ok {
@@ -105,19 +101,19 @@ func (h *Inbox) readReceipts(rs ReadStore, reader, inbox, conv string, prev, seq
 	}
 	group := strings.HasPrefix(inbox, protocol.GroupPrefix)
 	for _, sender := range senders {
-		m := storage.Message{ID: uuid.Must(uuid.NewV7()).String(), From: reader, To: sender, TS: h.now().UnixMilli(),
+		m := storage.Message{ID: uuid.Must(uuid.NewV7()).String(), From: reader, To: sender, TS: a.now().UnixMilli(),
 			Type: protocol.TypeReceipt, Data: protocol.ReceiptData("read", reader, inbox, ids[sender]),
 			Inboxes: []string{protocol.UserInbox(sender)}}
 		if group {
 			n, err := rs.CountReaders(ctx, inbox, top[sender], sender)
 			if err != nil {
-				h.log.Warn("read receipts", "inbox", inbox, "error", err)
+				a.log.Warn("read receipts", "inbox", inbox, "error", err)
 				continue
 			}
-			of := h.memberCount(inbox[len(protocol.GroupPrefix):]) - 1
+			of := a.members.count(inbox[len(protocol.GroupPrefix):]) - 1
 			m.From, m.Conv = "", inbox
 			m.Data = protocol.GroupReceiptData("read", inbox, ids[sender], n, max(of, n))
 		}
-		h.storeReceipt(m)
+		a.storeReceipt(m)
 	}
 }

@@ -36,8 +36,7 @@ const (
 // user anywhere: a message acknowledged by several of the recipient's
 // devices, on one node or several, is reported once, and a group message is
 // reported with the store's count of members who have it.
-func (h *Inbox) runReceipts() {
-	defer h.wg.Done()
+func (a *acks) runReceipts() {
 	known := knownDeliveries{}
 	sweep := time.NewTicker(time.Minute)
 	defer sweep.Stop()
@@ -45,10 +44,10 @@ func (h *Inbox) runReceipts() {
 	var flush <-chan time.Time
 	for {
 		select {
-		case ev := <-h.receipts:
+		case ev := <-a.receipts:
 			batch = append(batch, ev)
 			if flush == nil {
-				flush = time.After(h.cfg.ReceiptDelay)
+				flush = time.After(a.cfg.ReceiptDelay)
 			}
 			if len(batch) < 1024 {
 				continue
@@ -57,11 +56,11 @@ func (h *Inbox) runReceipts() {
 		case now := <-sweep.C:
 			known.sweep(now.Add(-10 * time.Minute))
 			continue
-		case <-h.quit:
+		case <-a.w.quit:
 			return
 		}
 		flush = nil
-		h.sendReceipts(batch, known)
+		a.sendReceipts(batch, known)
 		batch = batch[:0]
 	}
 }
@@ -123,8 +122,8 @@ func (k knownDeliveries) sweep(before time.Time) {
 
 type receiptKey struct{ to, by, inbox string }
 
-func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
-	now := h.now()
+func (a *acks) sendReceipts(batch []ackEvent, known knownDeliveries) {
+	now := a.now()
 	// What this node has recorded already needs no write; what is left is
 	// recorded in one.
 	var ds []storage.Delivery
@@ -140,7 +139,7 @@ func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 	if len(ds) == 0 {
 		return
 	}
-	due, counts := h.recordDeliveries(ds)
+	due, counts := a.recordDeliveries(ds)
 	seen := map[string]int{} // message id -> how many users this node knows to have it
 	for _, d := range ds {
 		seen[d.ID] = known.add(d.ID, d.User, now)
@@ -192,7 +191,7 @@ func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 			}
 			byCount[n] = append(byCount[n], id)
 		}
-		of := h.memberCount(k.inbox[len(protocol.GroupPrefix):]) - 1
+		of := a.members.count(k.inbox[len(protocol.GroupPrefix):]) - 1
 		for _, n := range ns {
 			msgs = append(msgs, storage.Message{From: "", To: k.to, TS: now.UnixMilli(), Type: protocol.TypeReceipt, Conv: k.inbox,
 				Data:    protocol.GroupReceiptData("delivered", k.inbox, byCount[n], n, max(of, n)),
@@ -210,7 +209,7 @@ func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 	for _, m := range msgs {
 		id, err := uuid.NewV7()
 		if err != nil {
-			h.log.Warn("receipt id", "error", err)
+			a.log.Warn("receipt id", "error", err)
 			continue
 		}
 		m.ID = id.String()
@@ -219,7 +218,7 @@ func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			h.storeReceipt(m)
+			a.storeReceipt(m)
 		}()
 	}
 	wg.Wait()
@@ -230,15 +229,15 @@ func (h *Inbox) sendReceipts(batch []ackEvent, known knownDeliveries) {
 // failed write is retried; one that fails every time (or the node closing)
 // makes every delivery due, counted by this node's memory alone: a receipt
 // sent twice is harmless, one never sent is not.
-func (h *Inbox) recordDeliveries(ds []storage.Delivery) ([]storage.Delivery, map[string]int) {
+func (a *acks) recordDeliveries(ds []storage.Delivery) ([]storage.Delivery, map[string]int) {
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-		firsts, counts, err := h.store.RecordDeliveries(ctx, ds)
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+		firsts, counts, err := a.store.RecordDeliveries(ctx, ds)
 		cancel()
 		if errors.Is(err, storage.ErrInvalid) {
 			// The others are recorded and answered for. (None is dropped in
 			// practice: the ids are of stored entries, the users signed in.)
-			h.log.Warn("record deliveries", "error", err)
+			a.log.Warn("record deliveries", "error", err)
 			err = nil
 		}
 		switch {
@@ -248,36 +247,36 @@ func (h *Inbox) recordDeliveries(ds []storage.Delivery) ([]storage.Delivery, map
 			return ds, counts
 		case err == nil:
 			return firsts, counts
-		case attempt == recordAttempts || h.closed.Load():
-			h.metrics.ReceiptFallback.Add(float64(len(ds)))
-			h.log.Warn("record deliveries failed: receipts sent from this node's memory", "deliveries", len(ds),
+		case attempt == recordAttempts || a.w.closed.Load():
+			a.metrics.ReceiptFallback.Add(float64(len(ds)))
+			a.log.Warn("record deliveries failed: receipts sent from this node's memory", "deliveries", len(ds),
 				"attempts", attempt, "error", err)
 			return ds, nil
 		}
 		select {
 		case <-time.After(time.Duration(attempt) * receiptBackoff):
-		case <-h.quit:
+		case <-a.w.quit:
 			return ds, nil
 		}
 	}
 }
 
-func (h *Inbox) storeReceipt(m storage.Message) {
+func (a *acks) storeReceipt(m storage.Message) {
 	var es []protocol.Entry
 	var err error
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
-		es, _, err = h.store.Append(ctx, m)
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
+		es, _, err = a.store.Append(ctx, m)
 		cancel()
-		if err == nil || attempt == 5 || h.closed.Load() {
+		if err == nil || attempt == 5 || a.w.closed.Load() {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	if err != nil {
-		h.log.Warn("store receipt", "to", m.To, "by", m.From, "error", err)
+		a.log.Warn("store receipt", "to", m.To, "by", m.From, "error", err)
 		return
 	}
-	h.metrics.Receipts.Inc()
-	h.deliver(es[0], 1)
+	a.metrics.Receipts.Inc()
+	a.deliver(es[0], 1)
 }

@@ -68,6 +68,11 @@ type Config struct {
 	// on this address instead of HTTPAddr, so that they can stay private
 	// while the API is public. Default "": on HTTPAddr.
 	MetricsAddr string
+	// TLS serves MQTT over TLS on TLS.MQTTAddr and, as set, wss on WSAddr
+	// and https on HTTPAddr, from certificate files reloaded when they
+	// change; optional client certificates for administrators. Empty
+	// TLS.CertFile: no TLS.
+	TLS TLSConfig
 
 	// ConnectTimeout closes a connection (TCP or WebSocket) that has not
 	// sent a complete CONNECT this long after it was accepted (after its
@@ -139,6 +144,7 @@ type ClusterConfig struct {
 
 func (c *Config) setDefaults() {
 	c.Maintenance.setDefaults()
+	c.TLS.setDefaults()
 	if c.MQTTAddr == "" {
 		c.MQTTAddr = ":1883"
 	}
@@ -249,14 +255,15 @@ type Server struct {
 	metricsHTTP *http.Server
 	ips         *ipLimiter // shared by the MQTT and WebSocket listeners
 	connMetrics *connMetrics
+	tls         *nodeTLS // nil without TLS
 
-	mqttLn, wsLn, httpLn, metricsLn net.Listener
-	// mqttGate and wsGate admit the MQTT and WebSocket listeners'
-	// connections; readiness checks them.
-	mqttGate, wsGate      *gatedListener
-	started               atomic.Bool
-	closeOnce             sync.Once
-	httpDone, metricsDone chan struct{}
+	mqttLn, mqttsLn, wsLn, httpLn, metricsLn net.Listener
+	// mqttGate, mqttsGate (nil without TLS) and wsGate admit the MQTT and
+	// WebSocket listeners' connections; readiness checks them.
+	mqttGate, mqttsGate, wsGate *gatedListener
+	started                     atomic.Bool
+	closeOnce                   sync.Once
+	httpDone, metricsDone       chan struct{}
 }
 
 // New builds a node; Start binds its listeners.
@@ -285,6 +292,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 	for _, o := range cfg.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
 			return nil, fmt.Errorf("broker: allowed origin %q must look like https://host[:port]", o)
+		}
+	}
+
+	var nt *nodeTLS
+	if cfg.TLS.CertFile != "" || cfg.TLS.KeyFile != "" || cfg.TLS.ClientCAFile != "" {
+		var err error
+		if nt, err = newNodeTLS(cfg.TLS, regr, log.With("component", "tls")); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
 		}
 	}
 
@@ -335,6 +350,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := srv.AddHook(&keepaliveBound{max: uint16(max(cfg.MaxKeepalive/time.Second, 1))}, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
+	if nt != nil && nt.clientCAs != nil {
+		// Before Auth: an administrator without a certificate is refused
+		// before the password is looked at.
+		if err := srv.AddHook(&adminCertGate{isAdmin: d.Accounts.IsAdmin, log: log.With("component", "auth")}, nil); err != nil {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	if err := srv.AddHook(authHook, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -358,7 +380,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		presence.UseDirectory(bus)
 		bus.UsePresence(presence)
 	}
-	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus,
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus, tls: nt,
 		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
 		ips:   newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
 		maint: newMaintainer(cfg.Maintenance, d.Store, regr, log.With("component", "maintenance"))}
@@ -404,10 +426,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Push:     pushAPI,
 	}, d.Accounts, d.Store, log.With("component", "api"))
 	var handler http.Handler = s.api
+	if nt != nil && nt.clientCAs != nil {
+		handler = requireAdminCert(handler, d.Accounts.IsAdmin, log.With("component", "api"))
+	}
 	if cfg.Pprof && cfg.MetricsAddr == "" {
-		handler = withPprof(s.api)
+		handler = withPprof(handler)
 	}
 	s.http = cfg.newHTTPServer(handler)
+	if s.httpTLS() {
+		s.http.TLSConfig = nt.config() // ServeTLS offers h2 and http/1.1
+		s.http.ErrorLog = httpErrorLog(log.With("component", "http"), "http")
+	}
 	return s, nil
 }
 
@@ -441,8 +470,17 @@ func (s *Server) ready(context.Context) error {
 		return errors.New("broker: not started")
 	}
 	now := time.Now()
-	return errors.Join(s.mqttGate.check(now), s.wsGate.check(now))
+	errs := []error{s.mqttGate.check(now), s.wsGate.check(now)}
+	if s.mqttsGate != nil {
+		errs = append(errs, s.mqttsGate.check(now))
+	}
+	return errors.Join(errs...)
 }
+
+// wsTLS and httpTLS report whether the WebSocket and HTTP listeners serve
+// TLS.
+func (s *Server) wsTLS() bool   { return s.tls != nil && s.cfg.TLS.WS }
+func (s *Server) httpTLS() bool { return s.tls != nil && s.cfg.TLS.HTTP }
 
 // degraded names what this node does without while it keeps serving: the
 // cluster bus (live delivery to and from other nodes waits; devices catch up
@@ -475,7 +513,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var err error
 	closeAll := func() {
-		for _, ln := range []net.Listener{s.mqttLn, s.wsLn, s.httpLn, s.metricsLn} {
+		for _, ln := range []net.Listener{s.mqttLn, s.mqttsLn, s.wsLn, s.httpLn, s.metricsLn} {
 			if ln != nil {
 				ln.Close()
 			}
@@ -484,11 +522,24 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.mqttLn, err = listen("MQTT", s.cfg.MQTTAddr, "mqtt.addr (PARLEY_MQTT_ADDR, -mqtt.addr)"); err != nil {
 		return err
 	}
-	if s.wsLn, err = listen("MQTT-over-WebSocket", s.cfg.WSAddr, "ws.addr (PARLEY_WS_ADDR, -ws.addr)"); err != nil {
+	if s.tls != nil {
+		if s.mqttsLn, err = listen("MQTT over TLS", s.cfg.TLS.MQTTAddr, "mqtt.tls_addr (PARLEY_MQTT_TLS_ADDR, -mqtt.tls_addr)"); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	wsName, httpName := "MQTT-over-WebSocket", "HTTP"
+	if s.wsTLS() {
+		wsName = "MQTT-over-WebSocket (TLS)"
+	}
+	if s.httpTLS() {
+		httpName = "HTTPS"
+	}
+	if s.wsLn, err = listen(wsName, s.cfg.WSAddr, "ws.addr (PARLEY_WS_ADDR, -ws.addr)"); err != nil {
 		closeAll()
 		return err
 	}
-	if s.httpLn, err = listen("HTTP", s.cfg.HTTPAddr, "http.addr (PARLEY_HTTP_ADDR, -http.addr)"); err != nil {
+	if s.httpLn, err = listen(httpName, s.cfg.HTTPAddr, "http.addr (PARLEY_HTTP_ADDR, -http.addr)"); err != nil {
 		closeAll()
 		return err
 	}
@@ -510,12 +561,25 @@ func (s *Server) Start(ctx context.Context) error {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
 	}
+	if s.mqttsLn != nil {
+		s.mqttsGate = newGatedListener("mqtts", s.mqttsLn, s.cfg.MaxConnections, s.ips, s.connMetrics, mlog)
+		if err := s.mqtt.AddListener(&streamListener{id: "mqtts", proto: "tcp", ln: s.mqttsGate, log: mlog, tls: s.tls.config(),
+			writeTimeout: s.cfg.WriteTimeout, connectTimeout: s.cfg.ConnectTimeout, closeOwn: s.disconnectListener}); err != nil {
+			closeAll()
+			return fmt.Errorf("broker: %w", err)
+		}
+	}
 	// The WebSocket upgrade is part of connecting: its headers get no more
 	// than ConnectTimeout either.
 	wsHTTP := s.cfg.newHTTPServer(nil)
 	wsHTTP.ReadHeaderTimeout = min(s.cfg.HTTPReadHeaderTimeout, s.cfg.ConnectTimeout)
 	wsl := newWebSocketListener("ws", s.wsGate, wsHTTP, s.cfg.WSPath, allow, mlog)
 	wsl.writeTimeout, wsl.connectTimeout, wsl.closeOwn = s.cfg.WriteTimeout, s.cfg.ConnectTimeout, s.disconnectListener
+	if s.wsTLS() {
+		// HTTP/1.1 only: the WebSocket upgrade is not spoken over h2 here.
+		wsl.tls = s.tls.config("http/1.1")
+		wsHTTP.ErrorLog = httpErrorLog(mlog, "ws")
+	}
 	if err := s.mqtt.AddListener(wsl); err != nil {
 		closeAll()
 		return fmt.Errorf("broker: %w", err)
@@ -535,7 +599,11 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(s.httpDone)
-		if err := s.http.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := s.http.Serve
+		if s.httpTLS() {
+			serve = func(ln net.Listener) error { return s.http.ServeTLS(ln, "", "") }
+		}
+		if err := serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("http server", "error", err)
 		}
 	}()
@@ -549,9 +617,19 @@ func (s *Server) Start(ctx context.Context) error {
 	} else {
 		close(s.metricsDone)
 	}
-	attrs := []any{"mqtt", s.MQTTAddr(), "ws", "ws://" + s.WSAddr() + s.cfg.WSPath, "http", "http://" + s.HTTPAddr()}
+	ws, web := "ws://", "http://"
+	if s.wsTLS() {
+		ws = "wss://"
+	}
+	if s.httpTLS() {
+		web = "https://"
+	}
+	attrs := []any{"mqtt", s.MQTTAddr(), "ws", ws + s.WSAddr() + s.cfg.WSPath, "http", web + s.HTTPAddr()}
 	if s.metricsLn != nil {
 		attrs = append(attrs, "metrics", "http://"+s.MetricsAddr())
+	}
+	if s.mqttsLn != nil {
+		attrs = append(attrs, "mqtts", s.MQTTTLSAddr())
 	}
 	s.log.Info("parley listening", attrs...)
 	return nil
@@ -559,6 +637,14 @@ func (s *Server) Start(ctx context.Context) error {
 
 // MQTTAddr returns the bound MQTT address.
 func (s *Server) MQTTAddr() string { return s.mqttLn.Addr().String() }
+
+// MQTTTLSAddr returns the bound MQTT-over-TLS address, or "" without TLS.
+func (s *Server) MQTTTLSAddr() string {
+	if s.mqttsLn == nil {
+		return ""
+	}
+	return s.mqttsLn.Addr().String()
+}
 
 // WSAddr returns the bound WebSocket address.
 func (s *Server) WSAddr() string { return s.wsLn.Addr().String() }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type streamListener struct {
 	connectTimeout time.Duration
 	// closeOwn disconnects the listener's clients when it closes.
 	closeOwn func(listener string)
+	// tls, if set, serves TLS (mqtts, wss): the handshake runs on the
+	// connection's own goroutine, within connectTimeout.
+	tls *tls.Config
 }
 
 var _ listeners.Listener = (*streamListener)(nil)
@@ -80,9 +84,36 @@ func (l *streamListener) Serve(establish listeners.EstablishFn) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			l.logEnd(establish(l.id, &deadlineConn{Conn: conn, timeout: l.writeTimeout}))
+			c := conn
+			if l.tls != nil {
+				tc, err := l.handshake(conn)
+				if err != nil {
+					l.log.Debug("tls handshake failed", "listener", l.id, "remote", conn.RemoteAddr().String(), "error", err)
+					return
+				}
+				c = tc
+			}
+			l.logEnd(establish(l.id, &deadlineConn{Conn: c, timeout: l.writeTimeout}))
 		}()
 	}
+}
+
+// handshake runs a TLS server handshake on conn, bounded by connectTimeout
+// (whose read deadline, already set, then goes on bounding the CONNECT). A
+// failed handshake closes conn.
+func (l *streamListener) handshake(conn net.Conn) (*tls.Conn, error) {
+	tc := tls.Server(conn, l.tls)
+	ctx := context.Background()
+	if l.connectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, l.connectTimeout)
+		defer cancel()
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = tc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // logEnd logs how a connection ended, unless it ended the ordinary way.
@@ -153,7 +184,13 @@ func (l *streamListener) serveWS(establish listeners.EstablishFn) {
 		}
 		l.logEnd(establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c, timeout: l.writeTimeout}))
 	})
-	_ = l.http.Serve(l.ln)
+	var ln net.Listener = l.ln
+	if l.tls != nil {
+		// http.Server handshakes on the connection's goroutine, within its
+		// read header timeout.
+		ln = tls.NewListener(l.ln, l.tls)
+	}
+	_ = l.http.Serve(ln)
 }
 
 // wsConn is a net.Conn over a WebSocket: MQTT packets travel in binary
@@ -209,6 +246,9 @@ func (ws *wsConn) Write(p []byte) (int, error) {
 
 func (ws *wsConn) Close() error { return ws.c.Close() }
 
+// NetConn returns the connection under the WebSocket (a *tls.Conn for wss).
+func (ws *wsConn) NetConn() net.Conn { return ws.Conn }
+
 // SetDeadline sets the read deadline only: mochi calls it with the
 // keep-alive expiry, and writes have their own bound (Write).
 func (ws *wsConn) SetDeadline(t time.Time) error { return ws.c.SetReadDeadline(t) }
@@ -240,6 +280,9 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// NetConn returns the connection it wraps (a *tls.Conn for mqtts).
+func (c *deadlineConn) NetConn() net.Conn { return c.Conn }
 
 // SetDeadline sets the read deadline only: mochi calls it with the
 // keep-alive expiry, and writes have their own bound.

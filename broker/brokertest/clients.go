@@ -136,15 +136,21 @@ type V5Options struct {
 	// ReceiveMaximum is announced in CONNECT; paho allocates a queue of
 	// this size per client, so clients in bulk should keep it small.
 	ReceiveMaximum uint16
+	// Conn, if set, is the connection to speak MQTT on (TLS, or WSConn)
+	// instead of a new TCP connection to the node's MQTT address.
+	Conn net.Conn
 }
 
 // DialV5 connects an MQTT 5 client and returns it with the CONNACK; a
 // refused connection returns the CONNACK and an error.
 func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	n.T.Helper()
-	conn, err := net.DialTimeout("tcp", n.MQTT, Patience(5*time.Second))
-	if err != nil {
-		n.T.Fatalf("dial: %v", err)
+	conn := o.Conn
+	if conn == nil {
+		var err error
+		if conn, err = net.DialTimeout("tcp", n.MQTT, Patience(5*time.Second)); err != nil {
+			n.T.Fatalf("dial: %v", err)
+		}
 	}
 	in := newInbox()
 	gone := make(chan *paho.Disconnect, 1)
@@ -341,6 +347,10 @@ func (n *Node) MustWS(t testing.TB, user, secret, clientID string) *V5 {
 	t.Cleanup(func() { v.Close() })
 	return v
 }
+
+// WSConn adapts a dialled WebSocket to the byte stream an MQTT client
+// speaks (V5Options.Conn).
+func WSConn(ws *websocket.Conn) net.Conn { return &wsClientConn{Conn: ws.UnderlyingConn(), ws: ws} }
 
 // wsClientConn adapts a WebSocket to the byte stream paho expects.
 //

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -26,13 +27,17 @@ import (
 // documents each one.
 type config struct {
 	MQTTAddr       string        `key:"mqtt.addr" default:":1883" help:"MQTT (TCP) listener address"`
+	MQTTTLSAddr    string        `key:"mqtt.tls_addr" default:":8883" help:"MQTT over TLS (mqtts) listener address; listened only when tls.cert_file is set"`
 	ConnectTimeout time.Duration `key:"mqtt.connect_timeout" default:"10s" help:"a connection (TCP or WebSocket) that has not sent CONNECT within this is closed"`
 	MaxSessionExp  time.Duration `key:"mqtt.max_session_expiry" default:"168h" help:"longest a disconnected persistent session is kept (announced in MQTT 5 CONNACK; also caps DISCONNECT)"`
 	MaxKeepalive   time.Duration `key:"mqtt.max_keepalive" default:"300s" help:"keep-alive given to clients asking for 0 or more (MQTT 5: Server Keep Alive; 3.1.1: closed after 1.5x of silence)"`
 	WSAddr         string        `key:"ws.addr" default:":8083" help:"MQTT-over-WebSocket listener address"`
 	WSPath         string        `key:"ws.path" default:"/mqtt" help:"WebSocket endpoint path"`
 	AllowedOrigins []string      `key:"ws.allowed_origins" default:"" help:"browser origins allowed to open WebSockets, comma separated; empty allows any"`
+	WSTLS          bool          `key:"ws.tls" default:"true" help:"with tls.cert_file set: serve wss (TLS) on ws.addr instead of plain ws"`
+	WSPublicURL    string        `key:"ws.public_url" default:"" help:"ws:// or wss:// URL the web app dials for MQTT over WebSocket (behind a proxy); empty: the page's host name, ws.addr's port, ws.path"`
 	HTTPAddr       string        `key:"http.addr" default:":8080" help:"HTTP API address"`
+	HTTPTLS        bool          `key:"http.tls" default:"true" help:"with tls.cert_file set: serve HTTPS on http.addr instead of plain HTTP"`
 	MetricsAddr    string        `key:"http.metrics_addr" default:"" help:"address serving /metrics (and /debug/pprof/) instead of http.addr; empty serves them on http.addr"`
 	HTTPRead       time.Duration `key:"http.read_timeout" default:"30s" help:"time to read a whole HTTP request, body included"`
 	HTTPReadHeader time.Duration `key:"http.read_header_timeout" default:"10s" help:"time to read an HTTP request's headers"`
@@ -43,6 +48,9 @@ type config struct {
 	DatabaseCreate bool          `key:"database.create" default:"true" help:"create the Postgres database if it does not exist"`
 	Writers        int           `key:"database.writers" default:"4" help:"group-commit writers (inbox shards)"`
 	MaxBatch       int           `key:"database.max_batch" default:"512" help:"most messages committed in one transaction"`
+	TLSCert        string        `key:"tls.cert_file" default:"" help:"TLS certificate chain (PEM), reloaded when it changes; empty: no TLS"`
+	TLSKey         string        `key:"tls.key_file" default:"" help:"private key of tls.cert_file (PEM)"`
+	TLSClientCA    string        `key:"tls.client_ca_file" default:"" help:"CA certificates (PEM) of administrators' client certificates: when set, an administrator also needs one whose Common Name is their name"`
 	Admins         string        `key:"admins" default:"" help:"administrators as name:password,name:password"`
 	OpenReg        bool          `key:"auth.open_registration" default:"true" help:"anyone may create an account"`
 	TokenTTL       time.Duration `key:"auth.token_ttl" default:"720h" help:"lifetime of access tokens"`
@@ -342,6 +350,7 @@ func (c *config) validate() error {
 	if _, err := c.admins(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateTLS()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -353,6 +362,46 @@ func (c *config) validate() error {
 		errs = append(errs, fmt.Errorf("log.format must be text or json"))
 	}
 	return errors.Join(errs...)
+}
+
+// validateTLS checks the TLS settings and ws.public_url: the files are
+// named together and exist (broker.New reads them), and the web app can
+// reach MQTT over WebSocket from a page served over HTTPS.
+func (c *config) validateTLS() []error {
+	var errs []error
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls.cert_file and tls.key_file go together: set both or neither"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("tls.client_ca_file needs tls.cert_file and tls.key_file (client certificates come over TLS)"))
+	}
+	for _, f := range []struct{ key, file string }{{"tls.cert_file", c.TLSCert}, {"tls.key_file", c.TLSKey}, {"tls.client_ca_file", c.TLSClientCA}} {
+		if f.file == "" {
+			continue
+		}
+		if _, err := os.Stat(f.file); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.key, err))
+		}
+	}
+	httpsPage := c.TLSCert != "" && c.HTTPTLS
+	if c.WSPublicURL != "" {
+		u, err := url.Parse(c.WSPublicURL)
+		switch {
+		case err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "":
+			errs = append(errs, fmt.Errorf("ws.public_url must be a ws:// or wss:// URL, like wss://chat.example.com/mqtt"))
+		case u.Scheme == "ws" && httpsPage:
+			errs = append(errs, fmt.Errorf("ws.public_url is ws:// but the web app is served over HTTPS (http.tls): browsers refuse plain ws from an HTTPS page; use wss://"))
+		}
+	} else if httpsPage && !c.WSTLS {
+		errs = append(errs, fmt.Errorf("the web app is served over HTTPS (http.tls) but ws.addr serves plain ws (ws.tls false), which browsers refuse from an HTTPS page: set ws.tls, or ws.public_url to a wss:// URL"))
+	}
+	return errs
+}
+
+// tls returns the broker's TLS settings.
+func (c *config) tls() broker.TLSConfig {
+	return broker.TLSConfig{CertFile: c.TLSCert, KeyFile: c.TLSKey, ClientCAFile: c.TLSClientCA,
+		MQTTAddr: c.MQTTTLSAddr, WS: c.WSTLS, HTTP: c.HTTPTLS}
 }
 
 // validateClientLimits checks the limits on what one client or one user

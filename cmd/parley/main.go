@@ -103,7 +103,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	srv, err := broker.New(broker.Config{
 		MQTTAddr: cfg.MQTTAddr, WSAddr: cfg.WSAddr, WSPath: cfg.WSPath, AllowedOrigins: cfg.AllowedOrigins,
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers, WriteTimeout: cfg.WriteTimeout,
-		Pprof: cfg.Pprof,
+		Pprof: cfg.Pprof, TLS: cfg.tls(),
 		// Connections and HTTP (hardening): limits and timeouts.
 		MetricsAddr: cfg.MetricsAddr, ConnectTimeout: cfg.ConnectTimeout, MaxKeepalive: cfg.MaxKeepalive,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnRatePerIP,
@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			CursorAge: cfg.MaintCursorAge, PushAckAge: cfg.MaintAckAge,
 			DeliveryAge: cfg.MaintDelivAge},
 		Cluster: cluster,
-	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg.WSAddr, cfg.WSPath, log),
+	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg, log),
 		Push: pushSender})
 	if err != nil {
 		return err

@@ -377,6 +377,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 		inbox.UseBus(bus)
+		inbox.UseSpread(bus) // limits.user_rate is split between the nodes of a user's connections
 		presence.UseDirectory(bus)
 		bus.UsePresence(presence)
 	}

@@ -29,3 +29,9 @@ func (s *Server) Subscribed(clientID, filter string) bool {
 	_, ok = cl.State.Subscriptions.Get(filter)
 	return ok
 }
+
+// UserShare returns how many nodes of the cluster a user's publish rate is
+// split between on this node, as this node last counted them: 0 if it never
+// did (a single node, a user who has not published here lately, or no
+// answer yet), which means the whole rate (limits.user_rate).
+func (s *Server) UserShare(user string) int { return s.inbox.UserShare(user) }

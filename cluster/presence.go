@@ -195,6 +195,40 @@ func (b *Bus) GetPresence(ctx context.Context, users []string) (map[string]proto
 	return out, nil
 }
 
+// UserNodes returns how many live nodes hold a device of user, from the
+// presence bucket (nodes found dead, or in an incarnation that is over, do
+// not count). This node counts whether or not the bucket has its device
+// yet: it asks because a client of the user publishes here, so the answer
+// is at least 1. It implements hooks.UserSpread, which splits the user's
+// publish rate between those nodes.
+func (b *Bus) UserNodes(ctx context.Context, user string) (int, error) {
+	if err := b.Check(); err != nil {
+		return 0, err // fail at once, not at ctx's deadline
+	}
+	kv, err := b.kv(ctx)
+	if err != nil {
+		return 0, err
+	}
+	e, err := kv.Get(ctx, presenceKey(user))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return 1, nil
+	case err != nil:
+		return 0, fmt.Errorf("cluster: read presence of %s: %w", user, err)
+	}
+	var v presenceValue
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return 0, fmt.Errorf("cluster: read presence of %s: %w", user, err)
+	}
+	n := 1 // this node
+	for node, np := range v.Nodes {
+		if node != b.cfg.Node && b.alive(node, np.Incarnation) {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // aggregate is what v shows of user: online if a live node has an online
 // device, else away if one has an away device (since the earliest such),
 // else offline (last seen when the last dead node holding a device was

@@ -36,10 +36,19 @@ type InboxConfig struct {
 	Rate  float64
 	Burst int
 	// UserRate and UserBurst limit the publishes of all of a user's
-	// connections on this node together, so that more connections do not
-	// buy more rate. Defaults twice Rate and twice Burst (100 and 200);
-	// when Rate is negative and UserRate unset, off. A negative UserRate
-	// disables the limit.
+	// connections together, so that more connections do not buy more
+	// rate. Defaults twice Rate and twice Burst (100 and 200); when Rate
+	// is negative and UserRate unset, off. A negative UserRate disables
+	// the limit.
+	//
+	// In a cluster (Inbox.UseSpread) more nodes do not buy more rate
+	// either: each node holding connections of the user allows its share,
+	// UserRate/k and UserBurst/k (at least 1), k being the live nodes that
+	// hold one, asked in the background at most every UserShareRefresh
+	// while the user publishes. A user new on a node has the whole rate
+	// there until the first answer (a moment after its first publish), and
+	// a node learns of the user's connections on other nodes at its next
+	// refresh; without an answer (NATS away) the last known share stays.
 	//
 	// A publish over a limit is refused with 0x97 in the PUBACK of an MQTT
 	// 5 client at QoS 1. Other publishes (MQTT 3.1.1, QoS 0) have no code
@@ -48,6 +57,10 @@ type InboxConfig struct {
 	// the client down through TCP, or the client is disconnected.
 	UserRate  float64
 	UserBurst int
+	// UserShareRefresh is how old a user's share of UserRate between the
+	// nodes of a cluster may get before a publish of the user has it
+	// asked for again. Default 2s.
+	UserShareRefresh time.Duration
 	// RateStrikes is how many refusals for rate a connection may collect
 	// within StrikeWindow; one more and it is disconnected (MQTT 5:
 	// DISCONNECT 0x96 message rate too high). Defaults 100 and 10s.
@@ -129,6 +142,9 @@ func (c *InboxConfig) setDefaults() {
 	}
 	if c.UserBurst <= 0 {
 		c.UserBurst = 2 * c.Burst
+	}
+	if c.UserShareRefresh <= 0 {
+		c.UserShareRefresh = 2 * time.Second
 	}
 	if c.RateStrikes <= 0 {
 		c.RateStrikes = 100
@@ -539,6 +555,17 @@ func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 	}
 	return pk, nil
 }
+
+// UseSpread splits each user's publish rate (UserRate, UserBurst) between
+// the nodes of a cluster that hold connections of the user, as s counts
+// them. Call it before Start; without it (a single node) a node allows the
+// whole rate.
+func (h *Inbox) UseSpread(s UserSpread) { h.pub.useSpread(s) }
+
+// UserShare returns how many nodes user's publish rate is split between on
+// this node, as last counted: 0 if it never was (a single node, a user that
+// has not published lately, or no answer yet), which means the whole rate.
+func (h *Inbox) UserShare(user string) int { return h.pub.share(user) }
 
 // MaxFilters is the most filters one SUBSCRIBE may carry: the broker
 // refuses a larger one whole, before any hook sees it

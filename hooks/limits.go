@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -96,14 +97,87 @@ func (s *strikes) add(now time.Time, limit int, window time.Duration) (over bool
 	return limit > 0 && s.n > limit
 }
 
+// UserSpread says how many nodes of a cluster hold a connection of a user.
+// The per-user publish rate (InboxConfig.UserRate) is split between them,
+// so that connections on more nodes do not buy more rate, as more
+// connections on one node do not. The publisher needs only this one
+// question; cluster.Bus answers it from the presence bucket. A single node
+// has none, and keeps the whole rate.
+type UserSpread interface {
+	// UserNodes returns how many live nodes hold a connection of user: at
+	// least 1 when asked by a node that holds one. It may do network I/O,
+	// so the publisher asks it off the clients' read goroutines.
+	UserNodes(ctx context.Context, user string) (int, error)
+}
+
+// userShareKeep is how long a user's state whose rate is split between
+// several nodes is kept after its share was last asked for, even when its
+// buckets are full: forgotten, it would start again with the whole per-node
+// rate until its next refresh.
+const userShareKeep = time.Minute
+
 // userState is what one user's connections share on this node: the
-// user's publish rate and the budget of error entries stored for the
-// user's refused publishes.
+// user's publish rate (in a cluster, this node's share of it) and the
+// budget of error entries stored for the user's refused publishes.
 type userState struct {
 	mu         sync.Mutex    // guards the fields below
 	rate       *rate.Limiter // nil when the per-user rate is off
 	errors     *rate.Limiter // error entries: ErrorEntries per ErrorWindow
 	suppressed int64         // refusals whose error entries were not stored since the last one that was
+	nodes      int           // the nodes rate is split between, as last answered; 0: never asked (the whole rate)
+	asked      time.Time     // when the share was last asked for, answered or not
+	refreshing bool          // a refresh of the share is queued or running
+}
+
+// shareDue reports whether the user's share of the rate should be asked
+// for at now: never asked, or last asked every or longer ago, and no
+// refresh under way. If so the refresh is counted as under way until
+// shareAnswered or shareUnanswered.
+func (u *userState) shareDue(now time.Time, every time.Duration) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.refreshing || (!u.asked.IsZero() && now.Sub(u.asked) < every && !now.Before(u.asked)) {
+		return false
+	}
+	u.refreshing, u.asked = true, now
+	return true
+}
+
+// shareAnswered ends a refresh: the user's connections are on nodes nodes
+// (less than 1 counts as 1), and the user's limiter becomes this node's
+// share of the user's whole rate and burst: total/nodes, and burst/nodes
+// rounded down (so that the shares never add up to more than burst) but
+// at least 1. Tokens beyond the new burst are dropped at the next
+// reservation.
+func (u *userState) shareAnswered(now time.Time, nodes int, total rate.Limit, burst int) {
+	nodes = max(nodes, 1)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.refreshing = false
+	was := max(u.nodes, 1)
+	u.nodes = nodes
+	if u.rate == nil || nodes == was {
+		return
+	}
+	u.rate.SetLimitAt(now, total/rate.Limit(nodes))
+	u.rate.SetBurstAt(now, max(1, burst/nodes))
+}
+
+// shareUnanswered ends a refresh that got no answer (the cluster's bus is
+// away, or the queue was full): the last known share stays, and it is
+// asked for again at the first publish a refresh interval after this one.
+func (u *userState) shareUnanswered() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.refreshing = false
+}
+
+// share returns how many nodes the user's rate is split between, as last
+// answered: 0 if it never was (the whole per-node rate).
+func (u *userState) share() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.nodes
 }
 
 // takeError reports whether an error entry may be stored for the user at
@@ -121,10 +195,15 @@ func (u *userState) takeError(now time.Time) (suppressed int64, ok bool) {
 }
 
 // untouched reports whether the state is as a new one would be: every
-// bucket full and nothing suppressed. Such a state can be forgotten.
+// bucket full, nothing suppressed, and no share of a split rate to keep (a
+// refresh under way, or a split asked for within userShareKeep). Such a
+// state can be forgotten.
 func (u *userState) untouched(now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.refreshing || (u.nodes > 1 && now.Sub(u.asked) < userShareKeep) {
+		return false
+	}
 	full := func(l *rate.Limiter) bool { return l == nil || l.TokensAt(now) >= float64(l.Burst()) }
 	return u.suppressed == 0 && full(u.rate) && full(u.errors)
 }
@@ -152,9 +231,13 @@ func newUserStates(newState func() *userState) *userStates {
 	return us
 }
 
+func (us *userStates) shard(user string) *userShard {
+	return &us.shards[maphash.String(userSeed, user)%uint64(len(us.shards))]
+}
+
 // get returns user's state, creating it.
 func (us *userStates) get(user string) *userState {
-	sh := &us.shards[maphash.String(userSeed, user)%uint64(len(us.shards))]
+	sh := us.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	u := sh.users[user]
@@ -163,6 +246,14 @@ func (us *userStates) get(user string) *userState {
 		sh.users[user] = u
 	}
 	return u
+}
+
+// peek returns user's state if there is one, without creating it.
+func (us *userStates) peek(user string) *userState {
+	sh := us.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.users[user]
 }
 
 // prune forgets the states that are untouched at now and returns how many

@@ -117,3 +117,77 @@ func TestErrorBudget(t *testing.T) {
 		t.Fatal("get after prune returned the forgotten state")
 	}
 }
+
+func TestUserShare(t *testing.T) {
+	const every = 2 * time.Second
+	now := time.Unix(1000, 0)
+	u := &userState{rate: rate.NewLimiter(1, 10)}
+	if u.share() != 0 || !u.shareDue(now, every) {
+		t.Fatal("a state never asked for its share is not due")
+	}
+	if u.shareDue(now.Add(time.Hour), every) {
+		t.Fatal("due again while a refresh is under way")
+	}
+	u.rate.AllowN(now, 1) // a publish before the answer: 9 tokens left
+	u.shareAnswered(now, 2, 1, 10)
+	check := func(what string, nodes int, limit rate.Limit, burst int) {
+		t.Helper()
+		if u.share() != nodes || u.rate.Limit() != limit || u.rate.Burst() != burst {
+			t.Fatalf("%s: share %d, limit %v, burst %d; want %d, %v, %d", what, u.share(), u.rate.Limit(), u.rate.Burst(),
+				nodes, limit, burst)
+		}
+	}
+	check("2 nodes", 2, 0.5, 5)
+	if got := u.rate.TokensAt(now); got != 5 {
+		t.Fatalf("%v tokens left after the split, want 5 (the new burst)", got)
+	}
+	if u.shareDue(now.Add(every-time.Millisecond), every) {
+		t.Fatal("due before the refresh interval")
+	}
+	// No answer (NATS away): the last share stays, asked again an
+	// interval later.
+	if !u.shareDue(now.Add(every), every) {
+		t.Fatal("not due after the refresh interval")
+	}
+	u.shareUnanswered()
+	check("no answer", 2, 0.5, 5)
+	if u.shareDue(now.Add(every+time.Second), every) || !u.shareDue(now.Add(2*every), every) {
+		t.Fatal("an unanswered refresh is not asked again one interval later")
+	}
+	// Shares round the burst down, so that they never add up to more.
+	u.shareAnswered(now, 3, 1, 10)
+	check("3 nodes", 3, 1.0/3, 3)
+	cases := map[string]struct {
+		nodes, want, burst int
+	}{
+		"0 counts as 1":             {0, 1, 10},
+		"more nodes than the burst": {20, 20, 1},
+		"back to one node":          {1, 1, 10},
+	}
+	for name, c := range cases {
+		u.shareDue(now.Add(time.Hour), 0)
+		u.shareAnswered(now, c.nodes, 1, 10)
+		if u.share() != c.want || u.rate.Burst() != c.burst {
+			t.Errorf("%s: share %d, burst %d; want %d, %d", name, u.share(), u.rate.Burst(), c.want, c.burst)
+		}
+	}
+}
+
+func TestUserShareKeptByPrune(t *testing.T) {
+	now := time.Unix(1000, 0)
+	us := newUserStates(func() *userState {
+		return &userState{errors: rate.NewLimiter(1, 1), rate: rate.NewLimiter(1, 10)}
+	})
+	u := us.get("alice")
+	u.shareDue(now, time.Second)
+	if us.prune(now) != 1 {
+		t.Fatal("a state was forgotten while its share was being asked for")
+	}
+	u.shareAnswered(now, 2, 1, 10) // every bucket full: only the share to keep
+	if us.prune(now.Add(userShareKeep-time.Second)) != 1 || us.get("alice") != u {
+		t.Fatal("a split share was forgotten within userShareKeep: the user would get the whole rate again")
+	}
+	if us.prune(now.Add(userShareKeep)) != 0 {
+		t.Fatal("a full state whose share is old was kept")
+	}
+}

@@ -27,6 +27,8 @@ type Metrics struct {
 	Redelivered     prometheus.Counter // retried messages delivered because this node had not delivered them
 	GapRepairs      prometheus.Counter // entries read from the store because they never reached this node
 	ReceiptFallback prometheus.Counter // acknowledgements receipted from memory because the store could not record them
+
+	UserShares *prometheus.CounterVec // refreshes of users' shares of the per-user rate between nodes, by result
 }
 
 // NewMetrics creates the collectors and registers them with reg.
@@ -73,13 +75,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Entries that never reached this node live (their node died after the commit, or the bus dropped them), read from the store and fanned out."}),
 		Redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_retries_redelivered_total",
 			Help: "Retries of stored messages (same cid) delivered because this node had not delivered them (the storing node died before it could)."}),
+		UserShares: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "parley_user_share_refreshes_total",
+			Help: "Refreshes of a user's share of limits.user_rate between the nodes holding its connections, by result: ok, error (NATS away: the last share stays), dropped (queue full)."},
+			[]string{"result"}),
 		RemoteTakeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_sessions_taken_over_remotely_total",
 			Help: "Sessions ended here because a connection with their client id began on another node."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers, m.Redelivered, m.GapRepairs, m.ReceiptFallback)
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers, m.Redelivered, m.GapRepairs, m.ReceiptFallback,
+			m.UserShares)
 	}
 	return m
 }

@@ -43,6 +43,12 @@ type publisher struct {
 	users     *userStates // per-user publish rate and error entry budget
 	delivered recentIDs   // messages this node stored and delivered lately (retries are not delivered twice)
 	published sync.Map    // *mqtt.Client -> published: stored by OnPublish, delivered by OnPublished
+
+	// In a cluster (set before start, then read only): how many nodes a
+	// user's rate is split between, asked by the share workers
+	// (runShares) for the users publishing here.
+	spread UserSpread
+	shares chan shareRequest
 }
 
 func newPublisher(cfg *InboxConfig, store publishStore, mq broker, m *Metrics, w *workers, mem *members, a *acks, log *slog.Logger) *publisher {
@@ -56,9 +62,97 @@ func newPublisher(cfg *InboxConfig, store publishStore, mq broker, m *Metrics, w
 	return &publisher{cfg: cfg, log: log, store: store, metrics: m, mq: mq, now: time.Now, w: w, members: mem, acks: a, users: users}
 }
 
-// start runs the worker that forgets idle users' states until the workers
+// start runs the worker that forgets idle users' states, and in a cluster
+// the workers that ask for users' shares of their rate, until the workers
 // stop.
-func (p *publisher) start() { p.w.run(p.runUsers) }
+func (p *publisher) start() {
+	p.w.run(p.runUsers)
+	if p.spread == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.w.run(func() { <-p.w.quit; cancel() }) // a question in flight ends with the workers
+	for range userShareWorkers {
+		p.w.run(func() { p.runShares(ctx) })
+	}
+}
+
+// Splitting a user's rate between the nodes of a cluster (UserSpread).
+const (
+	// userShareQueue bounds the refreshes waiting for a share worker; a
+	// publish that finds it full does without (its user's share is asked
+	// for again at a publish a refresh interval later).
+	userShareQueue = 1024
+	// userShareWorkers is how many questions to UserSpread are asked at
+	// once (NATS requests, pipelined on one connection).
+	userShareWorkers = 2
+	// userShareTimeout bounds one question.
+	userShareTimeout = time.Second
+)
+
+// shareRequest asks for the share of user, whose state is u.
+type shareRequest struct {
+	user string
+	u    *userState
+}
+
+// useSpread splits the per-user rate between the nodes holding the user's
+// connections, as s says. Call it before start.
+func (p *publisher) useSpread(s UserSpread) {
+	p.spread = s
+	p.shares = make(chan shareRequest, userShareQueue)
+}
+
+// askShare queues a refresh of the user's share of the per-user rate when
+// it was last asked for UserShareRefresh ago or longer (or never). It runs
+// on the publishing client's read goroutine: it never waits, and a full
+// queue drops the refresh.
+func (p *publisher) askShare(user string, u *userState, now time.Time) {
+	if p.spread == nil || !u.shareDue(now, p.cfg.UserShareRefresh) {
+		return
+	}
+	select {
+	case p.shares <- shareRequest{user: user, u: u}:
+	default:
+		u.shareUnanswered()
+		p.metrics.UserShares.WithLabelValues("dropped").Inc()
+	}
+}
+
+// runShares answers queued refreshes until ctx ends: it asks UserSpread
+// how many nodes hold the user's connections and sets the user's limiter
+// to this node's share. Without an answer (NATS away) the last known share
+// stays; a user with none keeps the whole per-node rate.
+func (p *publisher) runShares(ctx context.Context) {
+	for {
+		select {
+		case r := <-p.shares:
+			qctx, cancel := context.WithTimeout(ctx, userShareTimeout)
+			n, err := p.spread.UserNodes(qctx, r.user)
+			cancel()
+			if err != nil {
+				r.u.shareUnanswered()
+				p.metrics.UserShares.WithLabelValues("error").Inc()
+				p.log.Debug("user's share of the rate unknown: the last one stays", "user", r.user, "error", err)
+				continue
+			}
+			r.u.shareAnswered(p.now(), n, rate.Limit(p.cfg.UserRate), p.cfg.UserBurst)
+			p.metrics.UserShares.WithLabelValues("ok").Inc()
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// share returns how many nodes user's rate is split between on this node,
+// as last answered: 0 if never (a single node, a user not seen lately, or
+// no answer yet), which is the whole per-node rate.
+func (p *publisher) share(user string) int {
+	if u := p.users.peek(user); u != nil {
+		return u.share()
+	}
+	return 0
+}
 
 // runUsers forgets, every few seconds, the per-user states that are as new
 // (full buckets, nothing suppressed), so that memory follows the users who
@@ -259,14 +353,18 @@ func (p *publisher) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet,
 // waiting here, on the client's read goroutine, for up to maxRateWait: a
 // client without PUBACK codes (MQTT 3.1.1, QoS 0) is slowed down rather
 // than refused, since a refusal it cannot read would be acknowledged
-// unstored. An MQTT 5 client at QoS 1 does not wait: it gets 0x97.
+// unstored. An MQTT 5 client at QoS 1 does not wait: it gets 0x97. In a
+// cluster the user's limit is this node's share of the user's rate
+// (askShare).
 func (p *publisher) throttle(cl *mqtt.Client, sess *session, pk packets.Packet) (out packets.Packet, err error, done bool) {
 	sess.mu.Lock()
 	lim := sess.limiter
 	sess.mu.Unlock()
+	var user *userState
 	var userLim *rate.Limiter
 	if p.cfg.UserRate > 0 {
-		userLim = p.users.get(sess.user).rate
+		user = p.users.get(sess.user)
+		userLim = user.rate
 	}
 	if lim == nil && userLim == nil {
 		return pk, nil, false
@@ -275,7 +373,13 @@ func (p *publisher) throttle(cl *mqtt.Client, sess *session, pk packets.Packet) 
 	if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 		maxWait = 0
 	}
-	wait, ok := reserve(p.now(), maxWait, lim, userLim)
+	now := p.now()
+	wait, ok := reserve(now, maxWait, lim, userLim)
+	if user != nil {
+		// In a cluster: the user's share of the rate is refreshed in the
+		// background, never waited for here.
+		p.askShare(sess.user, user, now)
+	}
 	if !ok {
 		out, err = p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeRateLimited})
 		return out, err, true

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
-	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -120,9 +119,8 @@ type testDevice struct {
 	*paho.Client
 	conn net.Conn
 
-	mu   sync.Mutex
-	got  []protocol.Header
-	acks chan struct{} // nil: acknowledge every delivery at once
+	mu  sync.Mutex
+	got []protocol.Header
 }
 
 // connect connects a device of user with client id cid; persistent
@@ -224,10 +222,4 @@ func (n *testNode) commit(from, to, text string) protocol.Entry {
 		Type: protocol.TypeMsg, Data: []byte(`{"text":"` + text + `"}`), Inboxes: []string{protocol.UserInbox(to)}})
 	must(n.t, err, "append")
 	return es[0]
-}
-
-func sorted(s []int64) []int64 {
-	out := append([]int64(nil), s...)
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }

@@ -57,15 +57,6 @@ func (b broker) unsubscribe(cl *mqtt.Client, filter string) bool {
 	return true
 }
 
-// unsubscribeID removes client id's subscription to filter from the topic
-// index and, if mochi still holds the client, from the client.
-func (b broker) unsubscribeID(id, filter string) {
-	b.srv.Topics.Unsubscribe(filter, id)
-	if cl, ok := b.srv.Clients.Get(id); ok {
-		cl.State.Subscriptions.Delete(filter)
-	}
-}
-
 // subscribers returns the client ids subscribed to topic, with their
 // subscriptions.
 func (b broker) subscribers(topic string) map[string]packets.Subscription {

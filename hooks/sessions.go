@@ -144,18 +144,6 @@ func (w *workers) stop() {
 	})
 }
 
-// sleep waits d, or until stop; it reports whether d passed.
-func (w *workers) sleep(d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-w.quit:
-		return false
-	}
-}
-
 // establish makes or resumes the session of a connection that is being
 // accepted: a clean start replaces the client id's session, a resumed one
 // keeps its cursors and gates. The connection's limits start anew; in a

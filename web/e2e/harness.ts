@@ -1,7 +1,8 @@
 // The browser tests' world: a parley built from this checkout, started on
 // free ports against a fresh Postgres database, and Debian's Chromium.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { get as httpsGet } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -39,8 +40,25 @@ export interface Parley {
   stop(): Promise<void>
 }
 
+/** What a test adds to parley's start: more environment, and a CA file
+ * when parley serves HTTPS (its readiness is then checked over TLS). */
+export interface StartOptions {
+  env?: Record<string, string>
+  ca?: string
+}
+
+/** GET over HTTPS trusting only the CA in caFile; resolves with the status. */
+function httpsStatus(url: string, caFile: string): Promise<number> {
+  return new Promise((res, rej) => {
+    httpsGet(url, { ca: readFileSync(caFile) }, (r) => {
+      r.resume()
+      res(r.statusCode ?? 0)
+    }).on('error', rej)
+  })
+}
+
 /** Builds parley (with the built web app embedded) and starts it. */
-export async function startParley(): Promise<Parley> {
+export async function startParley(opts: StartOptions = {}): Promise<Parley> {
   if (!existsSync(join(webDir, 'dist', 'index.html'))) throw new Error('the web app is not built: run `make web` first')
   const tmp = mkdtempSync(join(tmpdir(), 'parley-web-e2e-'))
   const bin = join(tmp, 'parley')
@@ -58,13 +76,14 @@ export async function startParley(): Promise<Parley> {
       PARLEY_WS_ADDR: `127.0.0.1:${wsPort}`,
       PARLEY_HTTP_ADDR: `127.0.0.1:${httpPort}`,
       PARLEY_LOG_LEVEL: 'info',
+      ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const keep = (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean))
   proc.stdout!.on('data', keep)
   proc.stderr!.on('data', keep)
-  const http = `http://127.0.0.1:${httpPort}`
+  const http = `${opts.ca ? 'https' : 'http'}://127.0.0.1:${httpPort}`
   const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)))
   const stop = async () => {
     if (proc.exitCode === null) {
@@ -85,7 +104,7 @@ export async function startParley(): Promise<Parley> {
       throw new Error(`parley exited (${proc.exitCode}):\n${logs.join('\n')}`)
     }
     try {
-      if ((await fetch(`${http}/readyz`)).ok) break
+      if (opts.ca ? (await httpsStatus(`${http}/readyz`, opts.ca)) === 200 : (await fetch(`${http}/readyz`)).ok) break
     } catch {
       // not listening yet
     }
@@ -95,10 +114,10 @@ export async function startParley(): Promise<Parley> {
     }
     await new Promise((r) => setTimeout(r, 100))
   }
-  return { http, ws: `ws://127.0.0.1:${wsPort}/mqtt`, db, logs, stop }
+  return { http, ws: `${opts.ca ? 'wss' : 'ws'}://127.0.0.1:${wsPort}/mqtt`, db, logs, stop }
 }
 
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(chromiumPath)) {
     throw new Error(`no Chromium at ${chromiumPath}: apt-get install -y chromium (or set PARLEY_CHROMIUM)`)
   }
@@ -115,6 +134,7 @@ export async function launchChromium(): Promise<Browser> {
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...extraArgs,
     ],
   })
 }
@@ -137,6 +157,8 @@ export const phone = { viewport: { width: 390, height: 780 }, deviceScaleFactor:
 export const desktop = { viewport: { width: 1200, height: 760 } }
 
 /** A context's page with the console errors collected. */
+export { freePort }
+
 export async function openPage(ctx: BrowserContext, url: string): Promise<{ page: Page; errors: string[] }> {
   const page = await ctx.newPage()
   const errors: string[] = []

@@ -1,0 +1,108 @@
+// The web app over TLS in a real browser: parley serves HTTPS and wss from a
+// certificate this test makes (its own CA, openssl), Chromium trusts exactly
+// that certificate's key, and two people chat; a browser that does not trust
+// it is refused.
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { desktop, freePort, launchChromium, openPage, startParley, type Parley } from './harness'
+
+const run = promisify(execFile)
+
+let dir: string
+let parley: Parley
+let browser: Browser
+let spki: string
+
+/** A CA and a server certificate for 127.0.0.1 signed by it, in dir. */
+async function makeCertificates(dir: string) {
+  const ssl = (...args: string[]) => run('openssl', args, { cwd: dir })
+  await ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+    '-subj', '/CN=Parley test CA', '-keyout', 'ca.key', '-out', 'ca.pem')
+  await ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', '/CN=127.0.0.1',
+    '-keyout', 'server.key', '-out', 'server.csr')
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n')
+  await ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2',
+    '-extfile', 'ext.cnf', '-out', 'server.pem')
+  // Chromium's --ignore-certificate-errors-spki-list takes the base64 SHA-256
+  // of the certificate's SubjectPublicKeyInfo: it trusts that key alone.
+  const { stdout } = await run('sh', ['-c',
+    'openssl x509 -in server.pem -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64'],
+    { cwd: dir })
+  return stdout.trim()
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'parley-web-tls-'))
+  spki = await makeCertificates(dir)
+  ;[parley, browser] = await Promise.all([
+    startParley({
+      ca: join(dir, 'ca.pem'),
+      env: {
+        PARLEY_TLS_CERT_FILE: join(dir, 'server.pem'),
+        PARLEY_TLS_KEY_FILE: join(dir, 'server.key'),
+        PARLEY_MQTT_TLS_ADDR: `127.0.0.1:${await freePort()}`,
+      },
+    }),
+    launchChromium([`--ignore-certificate-errors-spki-list=${spki}`]),
+  ])
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await parley?.stop()
+  if (dir) rmSync(dir, { recursive: true, force: true })
+})
+
+async function signUp(page: Page, id: string) {
+  await page.getByRole('tab', { name: 'Create account' }).click()
+  await page.getByLabel('User id').fill(id)
+  await page.getByLabel('Your name').fill(id)
+  await page.getByLabel('Password').fill(`${id}-password`)
+  await page.getByRole('button', { name: 'Create account' }).last().click()
+  await page.locator('aside.sidebar').waitFor()
+  await page.waitForFunction(() => (window as any).parley?.client.state === 'online')
+}
+
+describe.sequential('web messenger over TLS', () => {
+  it('serves the app over HTTPS and chats over wss', async () => {
+    expect(parley.http.startsWith('https://')).toBe(true)
+    const sockets: string[] = []
+    const open = async () => {
+      const ctx = await browser.newContext(desktop)
+      const { page, errors } = await openPage(ctx, parley.http + '/')
+      page.on('websocket', (ws) => sockets.push(ws.url()))
+      return { page, errors }
+    }
+    const alice = await open()
+    await signUp(alice.page, 'alice')
+    const bob = await open()
+    await signUp(bob.page, 'bob')
+
+    await alice.page.getByRole('button', { name: 'New chat' }).first().click()
+    await alice.page.locator('input[name=peer]').fill('bob')
+    await alice.page.keyboard.press('Enter')
+    await alice.page.locator('.chat-head').waitFor()
+    await alice.page.getByRole('textbox', { name: 'Message' }).fill('Hello over TLS')
+    await alice.page.getByRole('textbox', { name: 'Message' }).press('Enter')
+    await bob.page.getByText('Hello over TLS').first().waitFor()
+
+    expect(sockets.length).toBeGreaterThan(0)
+    for (const url of sockets) expect(url.startsWith('wss://127.0.0.1:')).toBe(true)
+    expect([...alice.errors, ...bob.errors]).toEqual([])
+  })
+
+  it('a browser that does not trust the certificate is refused', async () => {
+    const untrusting = await launchChromium()
+    try {
+      const page = await (await untrusting.newContext()).newPage()
+      await expect(page.goto(parley.http + '/')).rejects.toThrow(/ERR_CERT_AUTHORITY_INVALID/)
+    } finally {
+      await untrusting.close()
+    }
+  })
+})

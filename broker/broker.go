@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +40,9 @@ type Config struct {
 	// WSPath is the WebSocket endpoint's path. Default "/mqtt".
 	WSPath string
 	// AllowedOrigins lists the browser origins (scheme://host:port) allowed
-	// to open WebSockets; empty allows any.
+	// to open WebSockets (originAllowed). Empty: pages of the host the
+	// WebSocket is opened on, the web app's own; "*" allows any. A request
+	// without Origin (not a browser) is always allowed.
 	AllowedOrigins []string
 	// HTTPAddr is the HTTP API's address. Default ":8080".
 	HTTPAddr string
@@ -290,6 +291,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		regr = prometheus.WrapRegistererWith(prometheus.Labels{"node": cfg.Cluster.Node}, reg)
 	}
 	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
 		if u, err := url.Parse(o); err != nil || u.Scheme == "" || u.Host == "" {
 			return nil, fmt.Errorf("broker: allowed origin %q must look like https://host[:port]", o)
 		}
@@ -433,6 +437,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.Pprof && cfg.MetricsAddr == "" {
 		handler = withPprof(handler)
 	}
+	if s.httpTLS() {
+		handler = withHSTS(handler)
+	}
 	s.http = cfg.newHTTPServer(handler)
 	if s.httpTLS() {
 		s.http.TLSConfig = nt.config() // ServeTLS offers h2 and http/1.1
@@ -550,10 +557,7 @@ func (s *Server) Start(ctx context.Context) error {
 			return err
 		}
 	}
-	allow := func(r *http.Request) bool {
-		origin := r.Header.Get("Origin")
-		return len(s.cfg.AllowedOrigins) == 0 || origin == "" || slices.Contains(s.cfg.AllowedOrigins, origin)
-	}
+	allow := func(r *http.Request) bool { return originAllowed(s.cfg.AllowedOrigins, r) }
 	mlog := s.log.With("component", "mqtt")
 	s.mqttGate = newGatedListener("mqtt", s.mqttLn, s.cfg.MaxConnections, s.ips, s.connMetrics, mlog)
 	s.wsGate = newGatedListener("ws", s.wsLn, s.cfg.MaxConnections, s.ips, s.connMetrics, mlog)

@@ -15,8 +15,11 @@ import (
 	"html"
 	"io/fs"
 	"mime"
+	"net"
 	"net/http"
+	"net/url"
 	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -29,16 +32,32 @@ var dist embed.FS
 // the WebSocket endpoint.
 const wsMeta = `<meta name="parley-ws" content="">`
 
+// debugMeta is added to index.html when Options.Debug is set.
+const debugMeta = `<meta name="parley-debug" content="1">`
+
+// Options configure the handler.
+type Options struct {
+	// Debug gives the page's scripts a handle on the app's client and store
+	// (window.parley), for browser tests and debugging from the console.
+	// Default false: a script injected into the page finds no handle on
+	// the signed-in client.
+	Debug bool
+}
+
 // Handler serves the embedded app. wsURL tells the app where MQTT over
 // WebSocket is for a request: a port ("8083"), a port and path
 // (":8083/mqtt"), or a full URL ("wss://chat.example.com/mqtt"). The app
 // connects to ws(s)://{its own host name}:{port}{path} for the first two.
-func Handler(wsURL func(r *http.Request) string) http.Handler {
+//
+// The page carries a Content Security Policy that lets it run only the
+// app's own scripts and styles and connect only to its own origin and the
+// WebSocket endpoint, and may not be framed (docs/security.md, Web app).
+func Handler(wsURL func(r *http.Request) string, o Options) http.Handler {
 	sub, err := fs.Sub(dist, "dist")
 	if err != nil {
 		panic(err) // dist is embedded: it is always there
 	}
-	return newHandler(sub, wsURL)
+	return newHandler(sub, wsURL, o)
 }
 
 // Built reports whether the binary embeds a built app.
@@ -50,6 +69,7 @@ func Built() bool {
 type handler struct {
 	files fs.FS
 	wsURL func(*http.Request) string
+	opts  Options
 	index []byte   // nil when the app is not built
 	cache sync.Map // path -> *asset
 }
@@ -63,8 +83,8 @@ type asset struct {
 	ctype string
 }
 
-func newHandler(files fs.FS, wsURL func(*http.Request) string) *handler {
-	h := &handler{files: files, wsURL: wsURL}
+func newHandler(files fs.FS, wsURL func(*http.Request) string, o Options) *handler {
+	h := &handler{files: files, wsURL: wsURL, opts: o}
 	if b, err := fs.ReadFile(files, "index.html"); err == nil {
 		h.index = b
 	}
@@ -110,15 +130,55 @@ func (h *handler) serveIndex(w http.ResponseWriter, r *http.Request) {
 	if h.wsURL != nil {
 		ws = h.wsURL(r)
 	}
-	body := bytes.Replace(h.index, []byte(wsMeta),
-		[]byte(`<meta name="parley-ws" content="`+html.EscapeString(ws)+`">`), 1)
+	meta := `<meta name="parley-ws" content="` + html.EscapeString(ws) + `">`
+	if h.opts.Debug {
+		meta += debugMeta
+	}
+	body := bytes.Replace(h.index, []byte(wsMeta), []byte(meta), 1)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	// Always revalidated: it names the current build's assets.
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Referrer-Policy", "same-origin")
+	w.Header().Set("Content-Security-Policy", contentSecurityPolicy(r, ws))
+	w.Header().Set("X-Frame-Options", "DENY") // for browsers without frame-ancestors
+	w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
 	http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(body))
 }
+
+// contentSecurityPolicy is the app page's policy: scripts, styles, fonts
+// and images from the page's origin only (the build has no inline script
+// or style; React sets styles through the DOM, which the policy allows),
+// workers from the app's scripts (MQTT.js keeps its timers in a worker
+// made from a blob: URL, which background tabs do not slow down),
+// no plugins, no <base>, forms only to the origin, no framing; fetches to
+// the origin (the API) and WebSockets to the MQTT endpoint, which is on
+// another port: ws as given by wsURL, or on the request's host name with
+// either scheme (behind a TLS-terminating proxy the page is https while
+// the request here is not).
+func contentSecurityPolicy(r *http.Request, ws string) string {
+	connect := "'self'"
+	if u, err := url.Parse(ws); err == nil && (u.Scheme == "ws" || u.Scheme == "wss") && u.Host != "" {
+		connect += " " + u.Scheme + "://" + u.Host
+	} else {
+		port := "8083"
+		if m := wsPort.FindStringSubmatch(strings.TrimSpace(ws)); m != nil {
+			port = m[1]
+		}
+		host := r.Host
+		if h, _, err := net.SplitHostPort(r.Host); err == nil {
+			host = h
+		}
+		hp := net.JoinHostPort(strings.Trim(host, "[]"), port)
+		connect += " ws://" + hp + " wss://" + hp
+	}
+	return "default-src 'self'; script-src 'self'; worker-src 'self' blob:; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; " +
+		"connect-src " + connect + "; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+}
+
+// wsPort matches what the app takes for a port (and path): "8083",
+// ":8083/mqtt" (web/src/config.ts).
+var wsPort = regexp.MustCompile(`^:?(\d{1,5})(/.*)?$`)
 
 func (h *handler) asset(name string) *asset {
 	if v, ok := h.cache.Load(name); ok {

@@ -40,7 +40,7 @@ func body(t *testing.T, res *http.Response) string {
 }
 
 func TestHandler(t *testing.T) {
-	h := newHandler(built(), func(r *http.Request) string { return `:8083/mqtt"><script>` })
+	h := newHandler(built(), func(r *http.Request) string { return `:8083/mqtt"><script>` }, Options{})
 	tests := map[string]struct {
 		method, path string
 		status       int
@@ -76,7 +76,7 @@ func TestHandler(t *testing.T) {
 }
 
 func TestHandlerGzip(t *testing.T) {
-	h := newHandler(built(), nil)
+	h := newHandler(built(), nil, Options{})
 	res := get(t, h, "GET", "/assets/index-abc123.js", map[string]string{"Accept-Encoding": "br, gzip"})
 	if res.Header.Get("Content-Encoding") != "gzip" {
 		t.Fatalf("Content-Encoding = %q, want gzip", res.Header.Get("Content-Encoding"))
@@ -101,7 +101,7 @@ func TestHandlerGzip(t *testing.T) {
 }
 
 func TestHandlerNotBuilt(t *testing.T) {
-	h := newHandler(fstest.MapFS{".gitkeep": {}}, nil)
+	h := newHandler(fstest.MapFS{".gitkeep": {}}, nil, Options{})
 	for _, p := range []string{"/", "/chat", "/assets/x.js"} {
 		res := get(t, h, "GET", p, nil)
 		if res.StatusCode != http.StatusServiceUnavailable {
@@ -116,8 +116,49 @@ func TestHandlerNotBuilt(t *testing.T) {
 // TestEmbedded checks the embedded dist: it builds without the app (only
 // .gitkeep) and serves whichever it has.
 func TestEmbedded(t *testing.T) {
-	res := get(t, Handler(func(*http.Request) string { return "8083" }), "GET", "/", nil)
+	res := get(t, Handler(func(*http.Request) string { return "8083" }, Options{}), "GET", "/", nil)
 	if res.StatusCode != 200 && res.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("status = %d", res.StatusCode)
+	}
+}
+
+func TestHandlerSecurityHeaders(t *testing.T) {
+	cases := map[string]struct {
+		ws, host    string
+		wantConnect string
+	}{
+		"port and path": {":8083/mqtt", "chat.example:8080", "connect-src 'self' ws://chat.example:8083 wss://chat.example:8083;"},
+		"port":          {"9001", "10.0.0.7:8080", "connect-src 'self' ws://10.0.0.7:9001 wss://10.0.0.7:9001;"},
+		"IPv6 host":     {":8083/mqtt", "[::1]:8080", "connect-src 'self' ws://[::1]:8083 wss://[::1]:8083;"},
+		"public URL":    {"wss://chat.example/mqtt", "10.0.0.7:8080", "connect-src 'self' wss://chat.example;"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := newHandler(built(), func(*http.Request) string { return c.ws }, Options{})
+			req := httptest.NewRequest("GET", "/", nil)
+			req.Host = c.host
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			csp := rec.Result().Header.Get("Content-Security-Policy")
+			for _, want := range []string{c.wantConnect, "script-src 'self';", "style-src 'self';", "object-src 'none';",
+				"base-uri 'none';", "frame-ancestors 'none'"} {
+				if !strings.Contains(csp, want) {
+					t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+				}
+			}
+			if got := rec.Result().Header.Get("X-Frame-Options"); got != "DENY" {
+				t.Errorf("X-Frame-Options = %q, want DENY", got)
+			}
+			if strings.Contains(rec.Body.String(), "parley-debug") {
+				t.Error("the page offers window.parley without Options.Debug")
+			}
+		})
+	}
+}
+
+func TestHandlerDebugHandle(t *testing.T) {
+	h := newHandler(built(), func(*http.Request) string { return "8083" }, Options{Debug: true})
+	if b := body(t, get(t, h, "GET", "/", nil)); !strings.Contains(b, `<meta name="parley-debug" content="1">`) {
+		t.Fatalf("page %q lacks the debug meta tag", b)
 	}
 }

@@ -33,7 +33,7 @@ type config struct {
 	MaxKeepalive   time.Duration `key:"mqtt.max_keepalive" default:"300s" help:"keep-alive given to clients asking for 0 or more (MQTT 5: Server Keep Alive; 3.1.1: closed after 1.5x of silence)"`
 	WSAddr         string        `key:"ws.addr" default:":8083" help:"MQTT-over-WebSocket listener address"`
 	WSPath         string        `key:"ws.path" default:"/mqtt" help:"WebSocket endpoint path"`
-	AllowedOrigins []string      `key:"ws.allowed_origins" default:"" help:"browser origins allowed to open WebSockets, comma separated; empty allows any"`
+	AllowedOrigins []string      `key:"ws.allowed_origins" default:"" help:"browser origins (scheme://host:port) allowed to open WebSockets, comma separated; empty: pages of the host name the WebSocket is opened on (the web app's own); * allows any"`
 	WSTLS          bool          `key:"ws.tls" default:"true" help:"with tls.cert_file set: serve wss (TLS) on ws.addr instead of plain ws"`
 	WSPublicURL    string        `key:"ws.public_url" default:"" help:"ws:// or wss:// URL the web app dials for MQTT over WebSocket (behind a proxy); empty: the page's host name, ws.addr's port, ws.path"`
 	HTTPAddr       string        `key:"http.addr" default:":8080" help:"HTTP API address"`
@@ -43,6 +43,7 @@ type config struct {
 	HTTPReadHeader time.Duration `key:"http.read_header_timeout" default:"10s" help:"time to read an HTTP request's headers"`
 	HTTPIdle       time.Duration `key:"http.idle_timeout" default:"120s" help:"an idle HTTP keep-alive connection is closed after this"`
 	HTTPMaxHeader  int           `key:"http.max_header_bytes" default:"65536" help:"largest HTTP request headers in bytes"`
+	WebDebug       bool          `key:"web.debug" default:"false" help:"give the web app's page scripts a handle on its client (window.parley), for browser tests and debugging; off in production"`
 	DatabaseURL    string        `key:"database.url" default:"" help:"postgres:// URL of the Postgres store; empty uses the embedded store at database.path"`
 	DatabasePath   string        `key:"database.path" default:"./data/parley.db" help:"file of the embedded store"`
 	DatabaseCreate bool          `key:"database.create" default:"true" help:"create the Postgres database if it does not exist"`

@@ -15,7 +15,7 @@ func webApp(cfg config, log *slog.Logger) http.Handler {
 	if !web.Built() {
 		log.Warn("the web app is not built: run make web (http://…/ says so too)")
 	}
-	return web.Handler(wsEndpoint(cfg))
+	return web.Handler(wsEndpoint(cfg), web.Options{Debug: cfg.WebDebug})
 }
 
 // wsEndpoint returns what the web app is told about MQTT over WebSocket

@@ -76,6 +76,7 @@ export async function startParley(opts: StartOptions = {}): Promise<Parley> {
       PARLEY_WS_ADDR: `127.0.0.1:${wsPort}`,
       PARLEY_HTTP_ADDR: `127.0.0.1:${httpPort}`,
       PARLEY_LOG_LEVEL: 'info',
+      PARLEY_WEB_DEBUG: 'true', // window.parley, which the tests read
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,9 +1,13 @@
-// The web app over TLS in a real browser: parley serves HTTPS and wss from a
-// certificate this test makes (its own CA, openssl), Chromium trusts exactly
-// that certificate's key, and two people chat; a browser that does not trust
-// it is refused.
+// The web app over TLS in a real browser, as production runs it: parley
+// serves HTTPS and wss from a certificate this test makes (its own CA,
+// openssl), Chromium trusts exactly that certificate's key, and two people
+// chat; a browser that does not trust it is refused. Also the page's
+// security policy as Chromium applies it: no handle on the client for page
+// scripts (web.debug off), no framing by another site, and no WebSocket to
+// parley from another site's page.
 import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -17,6 +21,8 @@ let dir: string
 let parley: Parley
 let browser: Browser
 let spki: string
+let evil: Server
+let evilUrl: string
 
 /** A CA and a server certificate for 127.0.0.1 signed by it, in dir. */
 async function makeCertificates(dir: string) {
@@ -46,6 +52,7 @@ beforeAll(async () => {
         PARLEY_TLS_CERT_FILE: join(dir, 'server.pem'),
         PARLEY_TLS_KEY_FILE: join(dir, 'server.key'),
         PARLEY_MQTT_TLS_ADDR: `127.0.0.1:${await freePort()}`,
+        PARLEY_WEB_DEBUG: 'false', // as in production
       },
     }),
     launchChromium([`--ignore-certificate-errors-spki-list=${spki}`]),
@@ -53,6 +60,7 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
+  evil?.close()
   await browser?.close()
   await parley?.stop()
   if (dir) rmSync(dir, { recursive: true, force: true })
@@ -65,7 +73,22 @@ async function signUp(page: Page, id: string) {
   await page.getByLabel('Password').fill(`${id}-password`)
   await page.getByRole('button', { name: 'Create account' }).last().click()
   await page.locator('aside.sidebar').waitFor()
-  await page.waitForFunction(() => (window as any).parley?.client.state === 'online')
+}
+
+/** Opens a WebSocket to url from the page: 'open' or 'error'. */
+function tryWebSocket(page: Page, url: string): Promise<string> {
+  return page.evaluate(
+    (u) =>
+      new Promise<string>((res) => {
+        const ws = new WebSocket(u, 'mqtt')
+        ws.onopen = () => {
+          ws.close()
+          res('open')
+        }
+        ws.onerror = () => res('error')
+      }),
+    url,
+  )
 }
 
 describe.sequential('web messenger over TLS', () => {
@@ -94,6 +117,41 @@ describe.sequential('web messenger over TLS', () => {
     expect(sockets.length).toBeGreaterThan(0)
     for (const url of sockets) expect(url.startsWith('wss://127.0.0.1:')).toBe(true)
     expect([...alice.errors, ...bob.errors]).toEqual([])
+    // web.debug is off: a script in the page finds no handle on the client.
+    expect(await alice.page.evaluate(() => typeof (window as any).parley)).toBe('undefined')
+  })
+
+  it('sends its security headers, and Chromium keeps another site from framing it or opening its WebSocket', async () => {
+    const ctx = await browser.newContext(desktop)
+    const page = await ctx.newPage()
+    const res = await page.goto(parley.http + '/')
+    const h = res!.headers()
+    expect(h['content-security-policy']).toContain("frame-ancestors 'none'")
+    expect(h['content-security-policy']).toContain("script-src 'self'")
+    expect(h['x-frame-options']).toBe('DENY')
+    expect(h['strict-transport-security']).toContain('max-age=')
+    // From the app's own page the WebSocket opens.
+    expect(await tryWebSocket(page, parley.ws)).toBe('open')
+
+    // Another site (localhost is another host name than 127.0.0.1) frames
+    // the app and opens its WebSocket: both refused.
+    evil = createServer((_, w) => {
+      w.setHeader('Content-Type', 'text/html')
+      w.end(`<!doctype html><iframe src="${parley.http}/"></iframe>`)
+    })
+    const port = await freePort()
+    await new Promise<void>((res) => evil.listen(port, '127.0.0.1', res))
+    evilUrl = `http://localhost:${port}/`
+    const other = await ctx.newPage()
+    const blocked = new Promise<string>((res) =>
+      other.on('console', (m) => {
+        if (/frame-ancestors/.test(m.text())) res(m.text())
+      }),
+    )
+    await other.goto(evilUrl)
+    expect(await blocked).toMatch(/frame-ancestors 'none'.*blocked/s)
+    expect(await tryWebSocket(other, parley.ws)).toBe('error')
+    await ctx.close()
   })
 
   it('a browser that does not trust the certificate is refused', async () => {

@@ -67,8 +67,12 @@ async function start() {
   })
   store.setVisible(document.visibilityState === 'visible')
 
-  // For the browser tests and for debugging from the console.
-  ;(window as unknown as { parley: unknown }).parley = { client, store }
+  // For the browser tests and for debugging from the console, when the
+  // server says so (web.debug): otherwise an injected script finds no
+  // handle on the signed-in client.
+  if (document.querySelector('meta[name="parley-debug"]')?.getAttribute('content') === '1') {
+    ;(window as unknown as { parley: unknown }).parley = { client, store }
+  }
 
   void client.restore().finally(() => {
     createRoot(document.getElementById('root')!).render(

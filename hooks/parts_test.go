@@ -216,3 +216,34 @@ func TestSessionTableEvictsTheOldestDisconnected(t *testing.T) {
 		t.Fatalf("evicted %q, want b: disconnected longest", v)
 	}
 }
+
+// publisher: a read marker beyond the inbox's last entry is clamped to it,
+// so that it cannot mark messages stored later as read ("read by all"
+// before anyone saw them).
+func TestPublisherClampsReadMarkers(t *testing.T) {
+	n := startNode(t, InboxConfig{}, []string{"alice", "bob"}, nil)
+	ctx := context.Background()
+	must(t, n.store.CreateGroup(ctx, storage.Group{ID: "club", Name: "club", Owner: "alice",
+		Members: []storage.Member{{User: "alice", Role: "owner"}, {User: "bob", Role: "member"}}}), "create group")
+	alice := n.connect("alice", "alice-1", false)
+	bob := n.connect("bob", "bob-1", false)
+	for _, text := range []string{"one", "two"} {
+		if rc := alice.publish(t, "g/club", text); rc != 0 {
+			t.Fatalf("PUBACK %#x", rc)
+		}
+	}
+	if rc := bob.publish(t, "g/club", `{"type":"read","seq":1000}`); rc != 0 {
+		t.Fatalf("read marker PUBACK %#x", rc)
+	}
+	got, err := n.store.GetReadCursor(ctx, "bob", "g/club", "")
+	must(t, err, "read cursor")
+	if got != 2 {
+		t.Fatalf("bob's read cursor %d, want 2: the group's last seq", got)
+	}
+	alice.publish(t, "g/club", "three")
+	readers, err := n.store.CountReaders(ctx, "g/club", 3, "alice")
+	must(t, err, "count readers")
+	if readers != 0 {
+		t.Fatalf("%d readers of a message stored after the marker, want 0", readers)
+	}
+}

@@ -22,6 +22,7 @@ import (
 // read markers when the store has them (ReadStore).
 type publishStore interface {
 	Append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error)
+	LastSeq(ctx context.Context, inbox string) (int64, error) // read markers are clamped to it
 }
 
 // publisher is the publish path: the policy (rate limits, topic bounds,

@@ -45,14 +45,25 @@ func (p *publisher) publishRead(cl *mqtt.Client, sess *session, pk packets.Packe
 	if t.Kind == protocol.KindUser {
 		conv = sub.With
 	}
+	// A marker beyond the inbox's last entry would read as "read" every
+	// message stored later, and tell their senders so before anyone saw
+	// them: it is clamped to the last seq.
+	seq := sub.Seq
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
-	prev, err := rs.SetReadCursor(ctx, storage.ReadCursor{User: sess.user, Inbox: inbox, Conv: conv, Seq: sub.Seq})
+	last, err := p.store.LastSeq(ctx, inbox)
+	if err == nil && seq > last {
+		seq = last
+	}
+	var prev int64
+	if err == nil {
+		prev, err = rs.SetReadCursor(ctx, storage.ReadCursor{User: sess.user, Inbox: inbox, Conv: conv, Seq: seq})
+	}
 	cancel()
 	if err != nil {
 		p.log.Warn("store read cursor", "client", cl.ID, "error", err)
 		return p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
 	}
-	if sub.Seq <= prev {
+	if seq <= prev {
 		return pk, packets.CodeSuccessIgnore // already read that far
 	}
 	// The reader's other devices learn it through the reader's own inbox.
@@ -62,7 +73,7 @@ func (p *publisher) publishRead(cl *mqtt.Client, sess *session, pk packets.Packe
 	}
 	ctx, cancel = context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
 	es, _, err := p.store.Append(ctx, storage.Message{ID: uuid.Must(uuid.NewV7()).String(), From: sess.user, To: sess.user,
-		TS: p.now().UnixMilli(), Type: protocol.TypeRead, Data: protocol.ReadData(inbox, conv, sub.Seq),
+		TS: p.now().UnixMilli(), Type: protocol.TypeRead, Data: protocol.ReadData(inbox, conv, seq),
 		Inboxes: []string{protocol.UserInbox(sess.user)}, Conv: echoConv})
 	cancel()
 	if err != nil {
@@ -71,7 +82,7 @@ func (p *publisher) publishRead(cl *mqtt.Client, sess *session, pk packets.Packe
 		sess.pending = append(sess.pending, es[0])
 		sess.pendingQoS = 1
 	}
-	p.w.run(func() { p.acks.readReceipts(rs, sess.user, inbox, conv, prev, sub.Seq) })
+	p.w.run(func() { p.acks.readReceipts(rs, sess.user, inbox, conv, prev, seq) })
 	return pk, packets.CodeSuccessIgnore
 }
 

@@ -23,10 +23,16 @@ import (
 type Accounts interface {
 	Register(ctx context.Context, id, password, name string) (string, error)
 	Login(ctx context.Context, id, password string) (string, error)
+	// LoginFrom is Login throttled and audited per client address and
+	// listener; a throttled attempt is an *auth.ThrottledError.
+	LoginFrom(ctx context.Context, id, password, listener, addr string) (string, error)
 	IssueToken(ctx context.Context, id string) (string, error)
 	TokenUser(ctx context.Context, token string) (string, error)
 	Revoke(ctx context.Context, token string) error
 	CheckAdmin(id, password string) bool
+	// CheckAdminFrom is CheckAdmin throttled and audited: nil,
+	// auth.ErrBadCredentials or an *auth.ThrottledError.
+	CheckAdminFrom(id, password, listener, addr string) error
 	IsAdmin(id string) bool
 	OpenRegistration() bool
 }
@@ -67,6 +73,14 @@ type Config struct {
 	Push PushStore
 	// Presence serves /v1/presence and /v1/me/presence. Optional.
 	Presence Presence
+	// Sessions serves /v1/me/sessions, /v1/me/password and DELETE /v1/me,
+	// and records the uses of tokens. Optional.
+	Sessions Sessions
+	// AdminListener serves administrators (/v1/admin/…, /v1/cluster, the
+	// Basic auth that registers users when registration is closed) only
+	// through the handler Admin returns, for a private listener; the API
+	// itself answers 404 to them. Default false: the API serves them.
+	AdminListener bool
 }
 
 // API is the HTTP handler.
@@ -96,6 +110,7 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	a.registerConversations()
 	a.registerPresence()
 	a.registerPush()
+	a.registerSessions()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /readyz", a.readyz)
 	if cfg.Metrics != nil {
@@ -156,7 +171,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, status, sentinel.Error())
 		return
 	}
+	var throttled *auth.ThrottledError
 	switch {
+	case errors.As(err, &throttled):
+		// Retry-After in whole seconds, rounded up [RFC 9110 10.2.3].
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((throttled.Wait+time.Second-1)/time.Second), 10))
+		writeError(w, http.StatusTooManyRequests, "too many failed attempts, try again later")
 	case errors.Is(err, auth.ErrBadCredentials):
 		writeError(w, http.StatusUnauthorized, "bad credentials")
 	case errors.Is(err, storage.ErrNotFound):
@@ -223,21 +243,63 @@ func (a *API) authed(next func(http.ResponseWriter, *http.Request, string)) http
 			a.fail(w, r, err)
 			return
 		}
+		if a.cfg.Sessions != nil {
+			a.cfg.Sessions.Used(token, r.RemoteAddr, r.UserAgent())
+		}
 		next(w, r.WithContext(ctx), user)
 	}
 }
 
-// admin requires HTTP Basic credentials of an administrator.
+// admin requires HTTP Basic credentials of an administrator, on the
+// administrators' listener when there is one (404 elsewhere). Attempts are
+// throttled (429 with Retry-After) and failures audited.
 func (a *API) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !a.adminHere(r) {
+			writeError(w, http.StatusNotFound, "no such endpoint")
+			return
+		}
 		id, pw, ok := r.BasicAuth()
-		if !ok || !a.accounts.CheckAdmin(id, pw) {
+		var err error = auth.ErrBadCredentials
+		if ok {
+			err = a.accounts.CheckAdminFrom(id, pw, listenerOf(r), r.RemoteAddr)
+		}
+		if errors.Is(err, auth.ErrThrottled) {
+			a.fail(w, r, err)
+			return
+		}
+		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Basic realm="parley admin"`)
 			writeError(w, http.StatusUnauthorized, "administrator credentials required")
 			return
 		}
 		next(w, r)
 	}
+}
+
+type adminListenerKey struct{}
+
+// Admin returns the handler of the administrators' private listener
+// (Config.AdminListener): the whole API, administrators' routes included.
+func (a *API) Admin() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), adminListenerKey{}, true)))
+	})
+}
+
+// adminHere reports whether r may use administrators' credentials: always,
+// unless they have a listener of their own and r did not come through it.
+func (a *API) adminHere(r *http.Request) bool {
+	return !a.cfg.AdminListener || r.Context().Value(adminListenerKey{}) != nil
+}
+
+// listenerOf names the listener r came through, for the audit log and the
+// metrics: "admin" (Admin) or "http".
+func listenerOf(r *http.Request) string {
+	if r.Context().Value(adminListenerKey{}) != nil {
+		return "admin"
+	}
+	return "http"
 }
 
 type userBody struct {
@@ -249,8 +311,15 @@ type userBody struct {
 func (a *API) createUser(w http.ResponseWriter, r *http.Request) {
 	if !a.accounts.OpenRegistration() {
 		id, pw, ok := r.BasicAuth()
-		if !ok || !a.accounts.CheckAdmin(id, pw) {
-			a.fail(w, r, auth.ErrRegistrationClosed)
+		var err error = auth.ErrRegistrationClosed
+		if ok && a.adminHere(r) {
+			err = a.accounts.CheckAdminFrom(id, pw, listenerOf(r), r.RemoteAddr)
+		}
+		if errors.Is(err, auth.ErrBadCredentials) {
+			err = auth.ErrRegistrationClosed
+		}
+		if err != nil {
+			a.fail(w, r, err)
 			return
 		}
 	}
@@ -275,7 +344,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
-	token, err := a.accounts.Login(r.Context(), b.ID, b.Password)
+	token, err := a.accounts.LoginFrom(r.Context(), b.ID, b.Password, listenerOf(r), r.RemoteAddr)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -296,6 +365,7 @@ type userView struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
 	CreatedAt time.Time `json:"created_at"`
+	Deleted   bool      `json:"deleted,omitempty"` // a deleted account (its name is storage.DeletedUserName)
 }
 
 func (a *API) me(w http.ResponseWriter, r *http.Request, user string) {
@@ -312,7 +382,7 @@ func (a *API) writeUser(w http.ResponseWriter, r *http.Request, id string) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, userView{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt})
+	writeJSON(w, http.StatusOK, userView{ID: u.ID, Name: u.Name, CreatedAt: u.CreatedAt, Deleted: u.Deleted()})
 }
 
 // messages pages through an inbox the caller owns:
@@ -432,7 +502,9 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 }
 
 // bulkUsers provisions many users at once (load tests, imports): new users
-// are created, existing ones get a fresh token.
+// are created, with a first token. An existing account is reported as
+// "exists", without a token: the password sent is not checked, and a token
+// of someone else's account is not the administrator's to take.
 func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	var b struct {
 		Users []userBody `json:"users"`
@@ -452,8 +524,9 @@ func (a *API) bulkUsers(w http.ResponseWriter, r *http.Request) {
 	out := make([]result, 0, len(b.Users))
 	for _, u := range b.Users {
 		token, err := a.accounts.Register(r.Context(), u.ID, u.Password, u.Name)
-		if errors.Is(err, auth.ErrExists) && !a.accounts.IsAdmin(u.ID) {
-			token, err = a.accounts.IssueToken(r.Context(), u.ID)
+		if errors.Is(err, auth.ErrExists) {
+			out = append(out, result{ID: u.ID, Error: "exists"})
+			continue
 		}
 		if err != nil {
 			_, sentinel := clientError(err)

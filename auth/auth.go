@@ -7,10 +7,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -38,22 +38,41 @@ type Users interface {
 	CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error
 	TokenUser(ctx context.Context, hash []byte, now time.Time) (string, error)
 	DeleteToken(ctx context.Context, hash []byte) error
+	// Sessions and account lifecycle (sessions.go).
+	UserTokens(ctx context.Context, user string, now time.Time) ([]storage.Token, error)
+	TouchTokens(ctx context.Context, uses []storage.TokenUse, idle, max time.Duration) error
+	DeleteUserTokens(ctx context.Context, user string, keep []byte) ([][]byte, error)
+	SetPassword(ctx context.Context, user, passwordHash string, keep []byte) ([][]byte, error)
+	DeleteUser(ctx context.Context, user string, at time.Time) ([][]byte, error)
 }
 
 // Config configures accounts.
 type Config struct {
-	// TokenTTL is how long an access token lives. Default 30 days.
+	// TokenTTL is how long an access token lives unused: each use (NoteUse)
+	// extends it to this long after the use, up to TokenMax after the
+	// token was issued. Default 30 days.
 	TokenTTL time.Duration
+	// TokenMax is the longest an access token lives, however much it is
+	// used; at least TokenTTL. Default 90 days (TokenTTL if longer).
+	TokenMax time.Duration
 	// OpenRegistration lets anyone create an account through the API. When
 	// false only administrators can.
 	OpenRegistration bool
-	// Admins maps administrator ids to their passwords.
+	// Admins maps administrator ids to their passwords: a bcrypt hash
+	// ("$2a$", "$2b$", "$2y$"), an argon2id hash ("$argon2id$v=19$…", PHC
+	// format), or, for development, the password itself (8 bytes or more).
 	Admins map[string]string
 	// BcryptCost is the password hashing cost. Default bcrypt.DefaultCost (10).
 	BcryptCost int
 	// CacheTTL is how long a verified token is remembered, sparing the
 	// database on reconnect storms; a revoked token may work this long. Default 30s.
 	CacheTTL time.Duration
+	// Throttle throttles password checks (administrators' anywhere, users'
+	// at login) per user name and per client address.
+	Throttle ThrottleConfig
+	// Log receives the audit line of each failed credential check (user,
+	// address, listener, outcome; never the secret). Default: discarded.
+	Log *slog.Logger
 }
 
 // Service checks and issues credentials.
@@ -62,8 +81,20 @@ type Service struct {
 	users Users
 	now   func() time.Time
 
+	// Credential checks (credentials.go).
+	admins      map[string]adminSecret
+	throttle    *Throttle
+	log         *slog.Logger
+	metrics     authMetrics
+	decoy       adminSecret                       // what non-administrators' names are checked with
+	decoyOf     string                            // the administrator whose secret decoy is
+	dummyHash   []byte                            // what unknown users' passwords are compared with
+	compareHash func(hash, password []byte) error // bcrypt's; tests count its calls
+
 	mu    sync.Mutex // guards cache
 	cache map[[32]byte]cached
+
+	sessions sessionState // sessions.go
 }
 
 type cached struct {
@@ -78,6 +109,12 @@ func New(cfg Config, users Users) (*Service, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = 30 * 24 * time.Hour
 	}
+	if cfg.TokenMax <= 0 {
+		cfg.TokenMax = max(90*24*time.Hour, cfg.TokenTTL)
+	}
+	if cfg.TokenMax < cfg.TokenTTL {
+		return nil, fmt.Errorf("auth: token maximum %v is shorter than the token lifetime %v", cfg.TokenMax, cfg.TokenTTL)
+	}
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
 	}
@@ -87,27 +124,39 @@ func New(cfg Config, users Users) (*Service, error) {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 30 * time.Second
 	}
+	s := &Service{cfg: cfg, users: users, now: time.Now, cache: map[[32]byte]cached{},
+		admins: map[string]adminSecret{}, throttle: NewThrottle(cfg.Throttle), log: orDiscard(cfg.Log),
+		metrics: newAuthMetrics(), dummyHash: newDummyHash(cfg.BcryptCost), compareHash: bcrypt.CompareHashAndPassword}
+	s.throttle.now = func() time.Time { return s.now() }
 	for id, pw := range cfg.Admins {
 		if !protocol.ValidID(id) {
 			return nil, fmt.Errorf("auth: admin %q: %w", id, ErrInvalidID)
 		}
-		if len(pw) < 8 {
-			return nil, fmt.Errorf("auth: admin %q: %w", id, ErrWeakPassword)
+		sec, err := parseAdminSecret(pw)
+		if err != nil {
+			return nil, fmt.Errorf("auth: admin %q: %w", id, err)
+		}
+		if sec.plain != nil {
+			s.log.Warn("administrator password given in plaintext: configure a bcrypt or argon2id hash in production (docs/security.md)", "user", id)
+		}
+		s.admins[id] = sec
+		if s.decoy.verifier() == "" || id < s.decoyOf {
+			s.decoy, s.decoyOf = sec, id
 		}
 	}
-	return &Service{cfg: cfg, users: users, now: time.Now, cache: map[[32]byte]cached{}}, nil
+	return s, nil
 }
 
 // IsAdmin reports whether id names an administrator.
 func (s *Service) IsAdmin(id string) bool {
-	_, ok := s.cfg.Admins[id]
+	_, ok := s.admins[id]
 	return ok
 }
 
-// CheckAdmin reports whether id and password are an administrator's.
+// CheckAdmin reports whether id and password are an administrator's. It is
+// CheckAdminFrom with no address: throttled by user name only.
 func (s *Service) CheckAdmin(id, password string) bool {
-	pw, ok := s.cfg.Admins[id]
-	return ok && subtle.ConstantTimeCompare([]byte(pw), []byte(password)) == 1
+	return s.CheckAdminFrom(id, password, "", "") == nil
 }
 
 // OpenRegistration reports whether anyone may register.
@@ -143,19 +192,10 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 	return s.issue(ctx, id)
 }
 
-// Login checks a password and returns a new token.
+// Login checks a password and returns a new token. It is LoginFrom with no
+// address: throttled by user name only.
 func (s *Service) Login(ctx context.Context, id, password string) (string, error) {
-	u, err := s.users.GetUser(ctx, id)
-	if errors.Is(err, storage.ErrNotFound) {
-		return "", ErrBadCredentials
-	}
-	if err != nil {
-		return "", fmt.Errorf("login: %w", err)
-	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
-		return "", ErrBadCredentials
-	}
-	return s.issue(ctx, id)
+	return s.LoginFrom(ctx, id, password, "", "")
 }
 
 // IssueToken returns a fresh token for an existing user (for administrators'
@@ -206,7 +246,7 @@ func (s *Service) TokenUser(ctx context.Context, token string) (string, error) {
 	return user, nil
 }
 
-// Revoke deletes a token.
+// Revoke deletes a token; the connections it authenticated end (OnRevoke).
 func (s *Service) Revoke(ctx context.Context, token string) error {
 	h := sha256.Sum256([]byte(token))
 	s.mu.Lock()
@@ -215,27 +255,36 @@ func (s *Service) Revoke(ctx context.Context, token string) error {
 	if err := s.users.DeleteToken(ctx, h[:]); err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
+	s.revoked(Revocation{Tokens: [][]byte{h[:]}})
 	return nil
 }
 
-// Authenticate checks MQTT credentials: an administrator's password, or a
-// user's token. It returns ErrBadCredentials when they do not match.
-func (s *Service) Authenticate(ctx context.Context, user, secret string) (admin bool, err error) {
+// Authenticate checks MQTT credentials of a client at addr ("host:port")
+// on listener: an administrator's password (throttled: CheckAdminFrom), or
+// a user's token. It returns ErrBadCredentials when they do not match, a
+// *ThrottledError when an administrator's name or the address is locked
+// out. Tokens are not throttled: 256 random bits cannot be guessed, and a
+// lockout per user would let anyone keep a user's devices offline; their
+// failures are logged and counted all the same.
+func (s *Service) Authenticate(ctx context.Context, user, secret, listener, addr string) (admin bool, err error) {
 	if s.IsAdmin(user) {
-		if s.CheckAdmin(user, secret) {
-			return true, nil
+		if err := s.CheckAdminFrom(user, secret, listener, addr); err != nil {
+			return false, err
 		}
+		return true, nil
+	}
+	owner, err := "", error(ErrBadCredentials)
+	if protocol.ValidID(user) {
+		owner, err = s.TokenUser(ctx, secret)
+	}
+	switch {
+	case err == nil && owner == user:
+		return false, nil
+	case err == nil, errors.Is(err, ErrBadCredentials):
+		s.metrics.failures.WithLabelValues(listenerLabel(listener), OutcomeBadToken).Inc()
+		s.log.Info("sign-in failed", "user", logUser(user), "address", addr, "listener", listenerLabel(listener),
+			"outcome", OutcomeBadToken)
 		return false, ErrBadCredentials
 	}
-	if !protocol.ValidID(user) {
-		return false, ErrBadCredentials
-	}
-	owner, err := s.TokenUser(ctx, secret)
-	if err != nil {
-		return false, err
-	}
-	if owner != user {
-		return false, ErrBadCredentials
-	}
-	return false, nil
+	return false, err
 }

@@ -559,7 +559,7 @@ func TestAuthenticate(t *testing.T) {
 			fx := newFixture(t, Config{})
 			alice, bob := fx.register(t, "alice"), fx.register(t, "bob")
 			fx.users.setFail(tc.fail)
-			admin, err := fx.svc.Authenticate(context.Background(), tc.user, tc.secret(alice, bob))
+			admin, err := fx.svc.Authenticate(context.Background(), tc.user, tc.secret(alice, bob), "mqtt", "192.0.2.1:1234")
 			if admin != tc.wantAdmin {
 				t.Errorf("Authenticate: admin = %v, want %v", admin, tc.wantAdmin)
 			}

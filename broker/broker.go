@@ -69,6 +69,12 @@ type Config struct {
 	// on this address instead of HTTPAddr, so that they can stay private
 	// while the API is public. Default "": on HTTPAddr.
 	MetricsAddr string
+	// AdminAddr, when set, serves the API with administrators' HTTP
+	// (/v1/admin/…, /v1/cluster, HTTP Basic auth of administrators) on this
+	// address, with HTTPAddr's TLS; HTTPAddr then answers 404 to them, so
+	// that the administrators' password cannot be tried from where users
+	// come. Default "": administrators on HTTPAddr.
+	AdminAddr string
 	// TLS serves MQTT over TLS on TLS.MQTTAddr and, as set, wss on WSAddr
 	// and https on HTTPAddr, from certificate files reloaded when they
 	// change; optional client certificates for administrators. Empty
@@ -126,6 +132,11 @@ type Config struct {
 	// Cluster joins the node to a cluster through NATS. Empty NATSURL: a
 	// single node.
 	Cluster ClusterConfig
+	// SessionCheck is how often the node asks the store whether the tokens
+	// of its MQTT connections are still valid, and ends the connections of
+	// those that are not (revoked while the node did not hear of it, or
+	// expired). Default 1m.
+	SessionCheck time.Duration
 }
 
 // ClusterConfig configures a node of a cluster.
@@ -145,6 +156,9 @@ type ClusterConfig struct {
 
 func (c *Config) setDefaults() {
 	c.Maintenance.setDefaults()
+	if c.SessionCheck <= 0 {
+		c.SessionCheck = time.Minute
+	}
 	c.TLS.setDefaults()
 	if c.MQTTAddr == "" {
 		c.MQTTAddr = ":1883"
@@ -245,6 +259,7 @@ type Server struct {
 	// publishes and wills on a user's own presence.
 	presence *hooks.Presence
 	bus      *cluster.Bus // nil on a single node
+	sessions *sessions    // the connections' tokens; the account routes
 	api      *api.API
 	push     *push.Service // nil when push is off
 	maint    *maintainer
@@ -254,6 +269,11 @@ type Server struct {
 	// metricsHTTP serves /metrics and /debug/pprof/ on Config.MetricsAddr;
 	// nil when they are served on HTTPAddr.
 	metricsHTTP *http.Server
+	// adminHTTP serves the API with administrators' routes on
+	// Config.AdminAddr; nil when they are served on HTTPAddr.
+	adminHTTP   *http.Server
+	adminLn     net.Listener
+	adminDone   chan struct{}
 	ips         *ipLimiter // shared by the MQTT and WebSocket listeners
 	connMetrics *connMetrics
 	tls         *nodeTLS // nil without TLS
@@ -394,6 +414,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		pushAPI = d.Store
 	}
 	s.registerMetrics()
+	for _, c := range d.Accounts.Collectors() { // credential checks: failures, throttled, locked out
+		if err := regr.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			return nil, fmt.Errorf("broker: %w", err)
+		}
+	}
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 	apiMetrics := metrics
 	if cfg.MetricsAddr != "" {
@@ -409,6 +434,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	var clusterFunc func() any
 	if bus != nil {
 		clusterFunc = s.clusterView
+	}
+	if err := s.initSessions(d); err != nil {
+		if bus != nil {
+			bus.Close()
+		}
+		return nil, err
 	}
 	var groupsBroker groups.Broker = inbox
 	var presenceAPI api.Presence = presence
@@ -429,6 +460,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Presence: presenceAPI,
 		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, groupsBroker),
 		Push:     pushAPI,
+		Sessions: s.sessions,
+
+		AdminListener: cfg.AdminAddr != "",
 	}, d.Accounts, d.Store, log.With("component", "api"))
 	var handler http.Handler = s.api
 	if nt != nil && nt.clientCAs != nil {
@@ -444,6 +478,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if s.httpTLS() {
 		s.http.TLSConfig = nt.config() // ServeTLS offers h2 and http/1.1
 		s.http.ErrorLog = httpErrorLog(log.With("component", "http"), "http")
+	}
+	if cfg.AdminAddr != "" {
+		s.newAdminHTTP(d, log)
 	}
 	return s, nil
 }
@@ -521,7 +558,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	var err error
 	closeAll := func() {
-		for _, ln := range []net.Listener{s.mqttLn, s.mqttsLn, s.wsLn, s.httpLn, s.metricsLn} {
+		for _, ln := range []net.Listener{s.mqttLn, s.mqttsLn, s.wsLn, s.httpLn, s.metricsLn, s.adminLn} {
 			if ln != nil {
 				ln.Close()
 			}
@@ -553,6 +590,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.metricsHTTP != nil {
 		if s.metricsLn, err = listen("metrics", s.cfg.MetricsAddr, "http.metrics_addr (PARLEY_HTTP_METRICS_ADDR, -http.metrics_addr)"); err != nil {
+			closeAll()
+			return err
+		}
+	}
+	if s.adminHTTP != nil {
+		if s.adminLn, err = listen("administrators' HTTP", s.cfg.AdminAddr, "http.admin_addr (PARLEY_HTTP_ADMIN_ADDR, -http.admin_addr)"); err != nil {
 			closeAll()
 			return err
 		}
@@ -598,6 +641,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.inbox.Start()
 	s.maint.Start()
+	s.sessions.start()
 	s.presence.Start()
 	if s.push != nil {
 		s.push.Start(context.WithoutCancel(ctx))
@@ -622,6 +666,7 @@ func (s *Server) Start(ctx context.Context) error {
 	} else {
 		close(s.metricsDone)
 	}
+	s.serveAdmin()
 	ws, web := "ws://", "http://"
 	if s.wsTLS() {
 		ws = "wss://"
@@ -635,6 +680,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.mqttsLn != nil {
 		attrs = append(attrs, "mqtts", s.MQTTTLSAddr())
+	}
+	if s.adminLn != nil {
+		attrs = append(attrs, "admin", web+s.AdminAddr())
 	}
 	s.log.Info("parley listening", attrs...)
 	return nil
@@ -687,11 +735,13 @@ func (s *Server) Close() error {
 			}
 		}
 		<-s.metricsDone
+		s.closeAdmin(ctx)
 		s.mqtt.Close()
 		if s.bus != nil {
 			s.bus.Close()
 		}
 		s.maint.Close()
+		s.sessions.close()
 		s.inbox.Close()
 		s.presence.Close()
 		if s.push != nil {

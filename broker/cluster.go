@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/cluster"
 	"github.com/parleychat/parley/hooks"
 )
@@ -60,6 +61,26 @@ func (s *Server) handleEvents() error {
 		s.presence.PrivacyChanged(ctx, p.User)
 	}); err != nil {
 		return fmt.Errorf("broker: %w", err)
+	}
+	// Revocations made on another node: its tokens leave this node's
+	// cache, their connections here end.
+	for _, kind := range []string{cluster.EventTokensRevoked, cluster.EventUserDeleted} {
+		deleted := kind == cluster.EventUserDeleted
+		if err := s.bus.Handle(kind, func(data []byte) {
+			var r cluster.Revoked
+			if err := json.Unmarshal(data, &r); err != nil || (deleted && r.User == "") {
+				s.log.Warn("malformed revocation event", "event", kind, "data", string(data))
+				return
+			}
+			rev := auth.Revocation{User: r.User, Tokens: r.Tokens, Deleted: deleted}
+			s.sessions.accounts.Forget(rev.Tokens)
+			if deleted {
+				s.sessions.accounts.ForgetUser(rev.User)
+			}
+			s.sessions.end(rev)
+		}); err != nil {
+			return fmt.Errorf("broker: %w", err)
+		}
 	}
 	return nil
 }

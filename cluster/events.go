@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -21,6 +22,15 @@ const (
 	EventMembership = "membership"
 	// EventPrivacy: a user's presence privacy changed.
 	EventPrivacy = "privacy"
+	// EventTokensRevoked: access tokens were revoked (a session ended, a
+	// password changed): the connections authenticated with them end at
+	// once, and no node accepts them from its cache of verified tokens.
+	// A node that misses it ends them at its next check of its
+	// connections' tokens (auth.session_check).
+	EventTokensRevoked = "tokens_revoked"
+	// EventUserDeleted: an account was deleted: every connection of the
+	// user ends, whatever its token.
+	EventUserDeleted = "user_deleted"
 )
 
 // Membership is EventMembership's body.
@@ -34,7 +44,17 @@ type Privacy struct {
 	User string `json:"user"`
 }
 
-func (b *Bus) eventSubject(kind string) string { return b.cfg.Prefix + ".event." + kind }
+// Revoked is the body of EventTokensRevoked and EventUserDeleted: the
+// user (which may be unknown, "", for EventTokensRevoked) and the SHA-256
+// of each revoked token (never a token itself).
+type Revoked struct {
+	User   string   `json:"user,omitempty"`
+	Tokens [][]byte `json:"tokens,omitempty"`
+}
+
+func (b *Bus) eventSubject(kind string) string { return eventSubject(b.cfg.Prefix, kind) }
+
+func eventSubject(prefix, kind string) string { return prefix + ".event." + kind }
 
 // Publish tells the other nodes of an event. It does not block; an error
 // (NATS unreachable) is logged and counted.
@@ -96,4 +116,33 @@ func (b *Bus) membershipChanged(body []byte) {
 	if r := b.recv.Load(); r != nil {
 		r.MembershipChanged(m.Group, m.Removed)
 	}
+}
+
+// PublishEvent tells the nodes of the cluster at url (NATS servers, comma
+// separated) of an event, from outside the cluster: parley users, whose
+// changes to the store the running nodes must apply. It connects, publishes
+// and flushes within ctx.
+func PublishEvent(ctx context.Context, url, kind string, body any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("cluster: %s event: %w", kind, err)
+	}
+	timeout := 5 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	nc, err := nats.Connect(url, nats.Name("parley command"), nats.Timeout(timeout))
+	if err != nil {
+		return fmt.Errorf("cluster: connect to %s: %w", url, err)
+	}
+	defer nc.Close()
+	var cfg Config
+	cfg.setDefaults()
+	if err := nc.Publish(eventSubject(cfg.Prefix, kind), data); err != nil {
+		return fmt.Errorf("cluster: publish %s event: %w", kind, err)
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("cluster: publish %s event: %w", kind, err)
+	}
+	return nil
 }

@@ -3,7 +3,10 @@ package hooks
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,9 +20,15 @@ import (
 type Authenticator interface {
 	// Authenticate returns whether user is an administrator, or an error:
 	// auth.ErrBadCredentials-like errors for which badCredentials is true,
-	// anything else when the check itself failed.
-	Authenticate(ctx context.Context, user, secret string) (admin bool, err error)
+	// an error with a RetryAfter() time.Duration method when the attempt
+	// was refused unchecked (throttled), anything else when the check
+	// itself failed. listener and addr (the client's "host:port") say
+	// where the attempt comes from.
+	Authenticate(ctx context.Context, user, secret, listener, addr string) (admin bool, err error)
 	IsAdmin(id string) bool
+	// IsUser reports whether id is a user's account: an administrator may
+	// not use a user's client ids unless impersonating.
+	IsUser(ctx context.Context, id string) (bool, error)
 }
 
 // DeliveryGate decides whether an entry may go to one subscriber right now.
@@ -67,7 +76,10 @@ func (c *AuthConfig) setDefaults() {
 //
 // Identity: the CONNECT username is the user id and the password a token (or
 // an administrator's password). The client id must be the user id or start
-// with "{user}/". Publish authorisation is left to Inbox.OnPublish, so that
+// with "{user}/". An administrator may use other client ids too, but not a
+// user's (one whose part before the first "/" is a user's account) unless
+// impersonating: an MQTT 5 CONNECT with the user property impersonate=true,
+// logged at warn. Publish authorisation is left to Inbox.OnPublish, so that
 // refusals are reported with reason codes and error entries instead of
 // mochi's disconnect of 3.1.1 clients.
 type Auth struct {
@@ -103,11 +115,13 @@ func (h *Auth) Provides(b byte) bool {
 
 // OnConnect authenticates the client and, when it is refused, sends the
 // CONNACK with the precise reason: v5 0x86 / v3 4 for bad credentials (and
-// a username longer than any user's, refused without a lookup), v5 0x85 /
-// v3 2 for a client id that is not the user's, too long or not printable,
-// v5 0x88 / v3 3 when the check could not be made, v5 0x97 / v3 3 for a
-// user at MaxConnectionsPerUser. Runs on the client's goroutine; one token
-// lookup (usually cached).
+// a username longer than any user's, refused without a lookup), v5 0x9F /
+// v3 3 for an administrator's name or a client address locked out after
+// failed passwords (refused unchecked), v5 0x85 / v3 2 for a client id
+// that is not the user's, too long or not printable (or a user's, to an
+// administrator not impersonating), v5 0x88 / v3 3 when the check could
+// not be made, v5 0x97 / v3 3 for a user at MaxConnectionsPerUser. Runs on
+// the client's goroutine; one token lookup (usually cached).
 func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	user := string(pk.Connect.Username)
 	// Bounded before anything is looked up or stored: a client id is a key
@@ -124,8 +138,15 @@ func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Timeout)
 	defer cancel()
-	admin, err := h.authn.Authenticate(ctx, user, string(pk.Connect.Password))
+	admin, err := h.authn.Authenticate(ctx, user, string(pk.Connect.Password), cl.Net.Listener, cl.Net.Remote)
+	var throttled interface{ RetryAfter() time.Duration }
 	switch {
+	case errors.As(err, &throttled):
+		// 0x9F rather than 0x8A banned: the refusal is temporary, and
+		// clients read 0x9F as "try again later" (3.1.1: 3 likewise).
+		code := packets.Code{Code: packets.ErrConnectionRateExceeded.Code,
+			Reason: fmt.Sprintf("too many failed sign-ins, retry in %ds", int((throttled.RetryAfter()+time.Second-1)/time.Second))}
+		return h.refuse(cl, code, 0x03)
 	case err != nil && h.badCreds(err):
 		return h.refuse(cl, packets.ErrBadUsernameOrPassword, 0x04)
 	case err != nil:
@@ -133,6 +154,10 @@ func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return h.refuse(cl, packets.ErrServerUnavailable, 0x03)
 	case !admin && !protocol.ClientIDBelongsTo(cl.ID, user):
 		return h.refuse(cl, packets.ErrClientIdentifierNotValid, 0x02)
+	case admin:
+		if code, v3 := h.adminClientID(ctx, cl, pk, user); code != nil {
+			return h.refuse(cl, *code, v3)
+		}
 	case !admin && !h.admit(user, cl):
 		h.log.Info("connection refused: too many for the user", "client", cl.ID, "user", user,
 			"max_connections_per_user", h.cfg.MaxConnectionsPerUser)
@@ -142,6 +167,49 @@ func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.verified[cl] = true
 	h.mu.Unlock()
 	return nil
+}
+
+// adminClientID applies the client-id rule to an administrator: its own
+// client ids ("{admin}", "{admin}/…") and ids of no user are theirs; a
+// user's ("{user}", "{user}/…" of an existing account) would take over
+// that device's session and move its cursors, so it is refused unless the
+// administrator impersonates on purpose (MQTT 5 user property
+// impersonate=true), which is logged at warn. It returns the refusal, or
+// nil.
+func (h *Auth) adminClientID(ctx context.Context, cl *mqtt.Client, pk packets.Packet, admin string) (*packets.Code, byte) {
+	if protocol.ClientIDBelongsTo(cl.ID, admin) {
+		return nil, 0
+	}
+	owner, _, _ := strings.Cut(cl.ID, "/")
+	if !protocol.ValidID(owner) || h.authn.IsAdmin(owner) {
+		return nil, 0
+	}
+	isUser, err := h.authn.IsUser(ctx, owner)
+	if err != nil {
+		h.log.Warn("cannot check credentials", "client", cl.ID, "user", admin, "error", err)
+		return &packets.ErrServerUnavailable, 0x03
+	}
+	if !isUser {
+		return nil, 0
+	}
+	attrs := []any{"user", admin, "client", cl.ID, "impersonated", owner, "listener", cl.Net.Listener, "address", cl.Net.Remote}
+	if !impersonates(pk) {
+		h.log.Info("administrator refused: a user's client id, not impersonating", attrs...)
+		return &packets.ErrClientIdentifierNotValid, 0x02
+	}
+	h.log.Warn("administrator impersonating a user's device", attrs...)
+	return nil, 0
+}
+
+// impersonates reports whether a CONNECT carries the user property
+// impersonate=true (MQTT 5 only: 3.1.1 has no properties).
+func impersonates(pk packets.Packet) bool {
+	for _, p := range pk.Properties.User {
+		if p.Key == "impersonate" && p.Val == "true" {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse writes a CONNACK refusing the connection and returns the error

@@ -101,8 +101,10 @@ func CopyTables() []Table {
 	id := func(name string) Column { return Column{Name: name, Kind: KindUUID} }
 	return []Table{
 		// 001_init.sql
-		{Name: "users", Columns: []Column{text("id"), text("name"), text("password_hash"), timestamp("created_at")}},
-		{Name: "tokens", Columns: []Column{bytes("hash"), text("user_id"), timestamp("created_at"), timestamp("expires_at")}},
+		{Name: "users", Columns: []Column{text("id"), text("name"), text("password_hash"), timestamp("created_at"),
+			{Name: "deleted_at", Kind: KindTime, Null: true}}},
+		{Name: "tokens", Columns: []Column{bytes("hash"), text("user_id"), timestamp("created_at"), timestamp("expires_at"),
+			timestamp("last_used_at"), text("last_addr"), text("last_agent"), text("last_client")}},
 		// Copied verbatim, last_seq included, so that the target's inboxes
 		// go on numbering where the source's stopped. (In normal operation
 		// CreateUser makes a user's inbox; Copy inserts rows, not users.)
@@ -131,6 +133,7 @@ func CopyTables() []Table {
 		{Name: "push_acks", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
 		// 007_deliveries.sql
 		{Name: "deliveries", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
+		// 008_sessions.sql adds columns to users and tokens (above).
 	}
 }
 

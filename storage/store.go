@@ -59,8 +59,52 @@ type Store interface {
 type User struct {
 	ID           string
 	Name         string
-	PasswordHash string // encoded hash (bcrypt)
+	PasswordHash string // encoded hash (bcrypt); "" for a deleted account
 	CreatedAt    time.Time
+	// DeletedAt is when the account was deleted (DeleteUser), zero for a
+	// live one. A deleted account's row stays as a tombstone, named
+	// DeletedUserName, so that its id is never given to someone else and
+	// the messages it left in other users' inboxes stay attributed to it.
+	DeletedAt time.Time
+}
+
+// Deleted reports whether u is the tombstone of a deleted account.
+func (u User) Deleted() bool { return !u.DeletedAt.IsZero() }
+
+// DeletedUserName is the name DeleteUser gives a deleted account.
+const DeletedUserName = "Deleted user"
+
+// Token is an access token as the store keeps it: the SHA-256 of its
+// secret, never the secret, with its owner, lifetime and last use.
+type Token struct {
+	Hash      []byte
+	User      string
+	CreatedAt time.Time
+	// ExpiresAt slides with use (TouchTokens).
+	ExpiresAt time.Time
+	// LastUsedAt is the last use TouchTokens recorded; CreatedAt until then.
+	LastUsedAt time.Time
+	// LastAddr, LastAgent and LastClient describe that use: the client's
+	// address, its HTTP User-Agent (HTTP) or MQTT client id (MQTT); ""
+	// when unknown.
+	LastAddr, LastAgent, LastClient string
+}
+
+// TokenUse is one use of a token, for TouchTokens.
+type TokenUse struct {
+	Hash                []byte
+	At                  time.Time
+	Addr, Agent, Client string
+}
+
+// Check reports whether every store can hold u's texts.
+func (u TokenUse) Check() error {
+	for _, k := range []struct{ what, v string }{{"address", u.Addr}, {"user agent", u.Agent}, {"client id", u.Client}} {
+		if err := CheckKey(k.what, k.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Users stores accounts and their access tokens.
@@ -68,14 +112,55 @@ type Users interface {
 	// CreateUser stores a new user and creates its inbox. It returns ErrExists
 	// when the id is taken.
 	CreateUser(ctx context.Context, u User) error
-	// GetUser returns ErrNotFound for an unknown id.
+	// GetUser returns ErrNotFound for an unknown id, and a deleted
+	// account's tombstone (User.Deleted).
 	GetUser(ctx context.Context, id string) (User, error)
-	// CreateToken stores an access token, identified by the hash of its secret.
+	// CreateToken stores an access token, identified by the hash of its
+	// secret; its last use is its creation. ErrNotFound when the user does
+	// not exist or is deleted.
 	CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error
 	// TokenUser returns the user of an unexpired token, or ErrNotFound.
 	TokenUser(ctx context.Context, hash []byte, now time.Time) (string, error)
 	// DeleteToken revokes a token. Deleting an unknown token is not an error.
 	DeleteToken(ctx context.Context, hash []byte) error
+
+	// UserTokens returns the user's tokens unexpired at now, the most
+	// recently used first; none (no error) for an unknown user.
+	UserTokens(ctx context.Context, user string, now time.Time) ([]Token, error)
+	// TouchTokens records uses of tokens: each token's last use becomes
+	// the use (address, agent, client id included) and its expiry slides
+	// to the earlier of At+idle and its creation+max. A token that is
+	// unknown, expired at At, or whose recorded use is later than At is
+	// left alone (a use never revives a token nor moves its last use
+	// back). A use that cannot be stored (TokenUse.Check) fails the call,
+	// wrapping ErrInvalid, before anything is written.
+	TouchTokens(ctx context.Context, uses []TokenUse, idle, max time.Duration) error
+	// ValidTokens returns those of hashes that name tokens unexpired at
+	// now, in no particular order.
+	ValidTokens(ctx context.Context, hashes [][]byte, now time.Time) ([][]byte, error)
+	// DeleteUserTokens revokes every token of user but keep (nil: all of
+	// them) and returns the hashes of those it deleted.
+	DeleteUserTokens(ctx context.Context, user string, keep []byte) ([][]byte, error)
+	// SetPassword replaces a user's password hash and, in the same
+	// transaction, revokes every token of the user but keep (nil: all of
+	// them), returning the hashes of those it deleted. ErrNotFound for an
+	// unknown or deleted user.
+	SetPassword(ctx context.Context, user, passwordHash string, keep []byte) ([][]byte, error)
+	// DeleteUser deletes an account and what the store keeps of it, in one
+	// transaction: its tokens (whose hashes it returns), its inbox and the
+	// entries in it, its push tokens, settings, mutes and queued pushes,
+	// the delivery cursors of its devices, its read markers, its contact list, its
+	// presence, its idempotency keys; its current group memberships end as
+	// a removal at each group's last seq. The user's row stays as a
+	// tombstone (User.Deleted, DeletedUserName, no password) so that the
+	// id is never reused and the messages it sent, which stay in other
+	// users' and groups' inboxes, stay attributed to it. A deleted user
+	// cannot get a token (CreateToken), be added to a group (AddMember,
+	// CreateGroup: ErrNotFound) or receive a message (its inbox is gone:
+	// Append's ErrNotFound). ErrNotFound for an unknown or deleted user.
+	// Deliveries and push acknowledgements naming the user are left to
+	// Prune: they hold ids only, and age out within days.
+	DeleteUser(ctx context.Context, user string, at time.Time) ([][]byte, error)
 }
 
 // Message is a message or event to append to one or more inboxes in one

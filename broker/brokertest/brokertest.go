@@ -73,6 +73,10 @@ type Options struct {
 	// Quiet discards the node's logs instead of writing them to the test's
 	// log: a fuzz target must not log through its testing.F.
 	Quiet bool
+	// Accounts, if set, adjusts the accounts' configuration (the throttle
+	// of password checks, administrators, registration) before the node
+	// starts.
+	Accounts func(*auth.Config)
 }
 
 // Start starts a node on 127.0.0.1 with free ports and stops it when the
@@ -117,8 +121,12 @@ func Start(t testing.TB, o Options) *Node {
 		}
 	}
 	st := o.OpenStore(t, o.DBURL)
-	accounts, err := auth.New(auth.Config{OpenRegistration: true, Admins: map[string]string{Admin: AdminPassword},
-		BcryptCost: 4}, st)
+	acfg := auth.Config{OpenRegistration: true, Admins: map[string]string{Admin: AdminPassword},
+		BcryptCost: 4, Log: logger("auth")}
+	if o.Accounts != nil {
+		o.Accounts(&acfg)
+	}
+	accounts, err := auth.New(acfg, st)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/hooks"
 )
@@ -39,6 +40,7 @@ type config struct {
 	HTTPAddr       string        `key:"http.addr" default:":8080" help:"HTTP API address"`
 	HTTPTLS        bool          `key:"http.tls" default:"true" help:"with tls.cert_file set: serve HTTPS on http.addr instead of plain HTTP"`
 	MetricsAddr    string        `key:"http.metrics_addr" default:"" help:"address serving /metrics (and /debug/pprof/) instead of http.addr; empty serves them on http.addr"`
+	AdminAddr      string        `key:"http.admin_addr" default:"" help:"private address serving administrators' HTTP (/v1/admin/..., /v1/cluster, their Basic auth), refused (404) on http.addr; empty serves them on http.addr"`
 	HTTPRead       time.Duration `key:"http.read_timeout" default:"30s" help:"time to read a whole HTTP request, body included"`
 	HTTPReadHeader time.Duration `key:"http.read_header_timeout" default:"10s" help:"time to read an HTTP request's headers"`
 	HTTPIdle       time.Duration `key:"http.idle_timeout" default:"120s" help:"an idle HTTP keep-alive connection is closed after this"`
@@ -52,10 +54,17 @@ type config struct {
 	TLSCert        string        `key:"tls.cert_file" default:"" help:"TLS certificate chain (PEM), reloaded when it changes; empty: no TLS"`
 	TLSKey         string        `key:"tls.key_file" default:"" help:"private key of tls.cert_file (PEM)"`
 	TLSClientCA    string        `key:"tls.client_ca_file" default:"" help:"CA certificates (PEM) of administrators' client certificates: when set, an administrator also needs one whose Common Name is their name"`
-	Admins         string        `key:"admins" default:"" help:"administrators as name:password,name:password"`
+	Admins         string        `key:"admins" default:"" help:"administrators as name:secret,name:secret; secret a bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$) hash, or (development) the password itself"`
 	OpenReg        bool          `key:"auth.open_registration" default:"true" help:"anyone may create an account"`
-	TokenTTL       time.Duration `key:"auth.token_ttl" default:"720h" help:"lifetime of access tokens"`
+	TokenTTL       time.Duration `key:"auth.token_ttl" default:"720h" help:"an access token unused for this long expires; each use extends it, up to auth.token_max"`
+	TokenMax       time.Duration `key:"auth.token_max" default:"2160h" help:"the longest an access token lives, however much it is used (at least auth.token_ttl)"`
+	SessionCheck   time.Duration `key:"auth.session_check" default:"1m" help:"how often each node checks that its MQTT connections' tokens are still valid and ends the others (revocations it did not hear of, expiry)"`
 	BcryptCost     int           `key:"auth.bcrypt_cost" default:"10" help:"password hashing cost (4-31)"`
+	ThrUser        int           `key:"auth.throttle.user_failures" default:"5" help:"failed password checks (logins, administrators') a user name may collect before its checks are refused for auth.throttle.backoff, doubling with each further failure (-1: not per user)"`
+	ThrAddr        int           `key:"auth.throttle.addr_failures" default:"20" help:"the same per client address (IPv6: per /64), whatever the names (-1: not per address)"`
+	ThrBackoff     time.Duration `key:"auth.throttle.backoff" default:"1s" help:"first lockout of a user name or address; it doubles with each further failure"`
+	ThrMaxBackoff  time.Duration `key:"auth.throttle.max_backoff" default:"15m" help:"longest lockout"`
+	ThrForget      time.Duration `key:"auth.throttle.forget_after" default:"1h" help:"a user name or address without failures for this long starts afresh (at least auth.throttle.max_backoff)"`
 	MaxPayload     int           `key:"limits.max_payload" default:"65536" help:"largest message payload in bytes"`
 	Rate           float64       `key:"limits.rate" default:"50" help:"messages per second each connection may publish (negative: no limit)"`
 	Burst          int           `key:"limits.burst" default:"100" help:"burst above limits.rate"`
@@ -351,7 +360,9 @@ func (c *config) validate() error {
 	if _, err := c.admins(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.validateThrottle()...)
 	errs = append(errs, c.validateTLS()...)
+	errs = append(errs, c.validateSessions()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -463,20 +474,63 @@ func (c *config) clientLimits() (hooks.AuthConfig, hooks.InboxConfig, hooks.Pres
 		hooks.PresenceConfig{RefusalRate: c.RefusalRate, RefusalBurst: c.RefusalBurst}
 }
 
+// admins returns the administrators and their secrets (auth.Config.Admins).
+// An argon2id hash holds commas ("m=65536,t=3,p=4"): a piece with no ":"
+// continues the one before.
 func (c *config) admins() (map[string]string, error) {
+	var pairs []string
+	for _, p := range strings.Split(c.Admins, ",") {
+		if len(pairs) > 0 && !strings.Contains(p, ":") {
+			pairs[len(pairs)-1] += "," + p
+			continue
+		}
+		pairs = append(pairs, p)
+	}
 	out := map[string]string{}
-	for _, pair := range strings.Split(c.Admins, ",") {
+	for _, pair := range pairs {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
 		name, pw, ok := strings.Cut(pair, ":")
 		if !ok || name == "" || pw == "" {
-			return nil, fmt.Errorf("admins: %q must be name:password", pair)
+			return nil, fmt.Errorf("admins: %q must be name:password or name:hash", pair)
+		}
+		if err := auth.CheckAdminPassword(pw); err != nil {
+			return nil, fmt.Errorf("admins: %s: %w", name, err)
 		}
 		out[name] = pw
 	}
 	return out, nil
+}
+
+// validateThrottle checks the auth.throttle settings.
+func (c *config) validateThrottle() []error {
+	var errs []error
+	for _, l := range []struct {
+		key string
+		v   int
+	}{{"auth.throttle.user_failures", c.ThrUser}, {"auth.throttle.addr_failures", c.ThrAddr}} {
+		if l.v == 0 || l.v < -1 {
+			errs = append(errs, fmt.Errorf("%s must be 1 or more, or -1 for no throttling", l.key))
+		}
+	}
+	if c.ThrBackoff <= 0 {
+		errs = append(errs, errors.New("auth.throttle.backoff must be more than 0"))
+	}
+	if c.ThrMaxBackoff < c.ThrBackoff {
+		errs = append(errs, errors.New("auth.throttle.max_backoff must be at least auth.throttle.backoff"))
+	}
+	if c.ThrForget < c.ThrMaxBackoff {
+		errs = append(errs, errors.New("auth.throttle.forget_after must be at least auth.throttle.max_backoff"))
+	}
+	return errs
+}
+
+// throttle returns the throttle of password checks.
+func (c *config) throttle() auth.ThrottleConfig {
+	return auth.ThrottleConfig{UserFailures: c.ThrUser, AddrFailures: c.ThrAddr, Backoff: c.ThrBackoff,
+		MaxBackoff: c.ThrMaxBackoff, ForgetAfter: c.ThrForget}
 }
 
 // print writes the effective settings, hiding secrets.
@@ -484,11 +538,12 @@ func (c *config) print(w io.Writer) {
 	for _, s := range c.settings() {
 		v := fmt.Sprint(s.field.Interface())
 		if s.key == "admins" && v != "" {
+			admins, _ := c.admins()
 			var names []string
-			for _, p := range strings.Split(v, ",") {
-				n, _, _ := strings.Cut(p, ":")
+			for n := range admins {
 				names = append(names, n+":***")
 			}
+			sort.Strings(names)
 			v = strings.Join(names, ",")
 		}
 		if s.key == "database.url" {

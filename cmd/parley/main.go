@@ -33,9 +33,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == migrateCommand {
 		return runMigrate(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == usersCommand {
+		return runUsers(ctx, args[1:], getenv, stdout, stderr) // users.go
+	}
 	cfg, path, check, err := loadConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stderr, migrateSummary)
+		fmt.Fprint(stderr, migrateSummary+usersSummary)
 		return 0
 	}
 	if err != nil {
@@ -81,8 +84,9 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 	}()
 	admins, _ := cfg.admins()
-	accounts, err := auth.New(auth.Config{TokenTTL: cfg.TokenTTL, OpenRegistration: cfg.OpenReg,
-		Admins: admins, BcryptCost: cfg.BcryptCost}, store)
+	accounts, err := auth.New(auth.Config{TokenTTL: cfg.TokenTTL, TokenMax: cfg.TokenMax, OpenRegistration: cfg.OpenReg,
+		Admins: admins, BcryptCost: cfg.BcryptCost,
+		Throttle: cfg.throttle(), Log: log.With("component", "auth")}, store)
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		HTTPAddr: cfg.HTTPAddr, MaxPayload: cfg.MaxPayload, WritesPending: cfg.WritesPending, MaxGroupMembers: cfg.MaxMembers, WriteTimeout: cfg.WriteTimeout,
 		Pprof: cfg.Pprof, TLS: cfg.tls(),
 		// Connections and HTTP (hardening): limits and timeouts.
-		MetricsAddr: cfg.MetricsAddr, ConnectTimeout: cfg.ConnectTimeout, MaxKeepalive: cfg.MaxKeepalive,
+		MetricsAddr: cfg.MetricsAddr, AdminAddr: cfg.AdminAddr, ConnectTimeout: cfg.ConnectTimeout, MaxKeepalive: cfg.MaxKeepalive,
 		MaxConnections: cfg.MaxConns, MaxConnectionsPerIP: cfg.MaxConnsPerIP, ConnectRatePerIP: cfg.ConnRatePerIP,
 		ConnectBurstPerIP: cfg.ConnBurstPerIP, HTTPReadTimeout: cfg.HTTPRead, HTTPReadHeaderTimeout: cfg.HTTPReadHeader,
 		HTTPIdleTimeout: cfg.HTTPIdle, HTTPMaxHeaderBytes: cfg.HTTPMaxHeader,
@@ -115,7 +119,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
 			CursorAge: cfg.MaintCursorAge, PushAckAge: cfg.MaintAckAge,
 			DeliveryAge: cfg.MaintDelivAge},
-		Cluster: cluster,
+		Cluster: cluster, SessionCheck: cfg.SessionCheck,
 	}, broker.Deps{Store: store, Accounts: accounts, Log: log, Registry: reg, Static: webApp(cfg, log),
 		Push: pushSender})
 	if err != nil {

@@ -219,25 +219,34 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	var u storage.User
-	err := s.pool.QueryRow(ctx, "SELECT id, name, password_hash, created_at FROM users WHERE id = $1", id).
-		Scan(&u.ID, &u.Name, &u.PasswordHash, &u.CreatedAt)
+	var deleted *time.Time
+	err := s.pool.QueryRow(ctx, "SELECT id, name, password_hash, created_at, deleted_at FROM users WHERE id = $1", id).
+		Scan(&u.ID, &u.Name, &u.PasswordHash, &u.CreatedAt, &deleted)
 	if err != nil {
 		return storage.User{}, fmt.Errorf("get user: %w", classify(err))
+	}
+	if deleted != nil {
+		u.DeletedAt = *deleted
 	}
 	return u, nil
 }
 
-// CreateToken stores a token hash.
+// CreateToken stores a token hash for a user that exists and is not
+// deleted.
 func (s *Store) CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, "INSERT INTO tokens (hash, user_id, expires_at) VALUES ($1, $2, $3)", hash, user, expires)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO tokens (hash, user_id, expires_at)
+		SELECT $1, id, $3 FROM users WHERE id = $2 AND deleted_at IS NULL`, hash, user, expires)
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23503" {
 			return fmt.Errorf("create token: %w", storage.ErrNotFound)
 		}
 		return fmt.Errorf("create token: %w", classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("create token: user %q: %w", user, storage.ErrNotFound)
 	}
 	return nil
 }

@@ -16,9 +16,10 @@ import (
 var _ storage.Groups = (*Store)(nil)
 
 // classifyRef maps a foreign-key violation (an unknown user or group) to
-// ErrNotFound, and everything else as classify does.
+// ErrNotFound, as it does the trigger refusing a deleted user
+// (008_sessions.sql), and everything else as classify does.
 func classifyRef(err error) error {
-	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+	if c := sqliteCode(err); c == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY || c == sqlite3.SQLITE_CONSTRAINT_TRIGGER {
 		return fmt.Errorf("%w: %w", storage.ErrNotFound, err)
 	}
 	return classify(err)

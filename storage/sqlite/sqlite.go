@@ -387,7 +387,7 @@ func prepareReads(ctx context.Context, db *sql.DB) (readStmts, error) {
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&rd.getUser, "SELECT id, name, password_hash, created_at FROM users WHERE id = ?"},
+		{&rd.getUser, "SELECT id, name, password_hash, created_at, deleted_at FROM users WHERE id = ?"},
 		{&rd.tokenUser, "SELECT user_id FROM tokens WHERE hash = ? AND expires_at > ?"},
 		{&rd.read, "SELECT " + entryColumns + " FROM entries WHERE inbox = ? AND seq > ? ORDER BY seq LIMIT ?"},
 		{&rd.readBefore, "SELECT * FROM (SELECT " + entryColumns +
@@ -446,19 +446,32 @@ func (s *Store) GetUser(ctx context.Context, id string) (storage.User, error) {
 	defer cancel()
 	var u storage.User
 	var created int64
-	if err := s.rd.getUser.QueryRowContext(ctx, id).Scan(&u.ID, &u.Name, &u.PasswordHash, &created); err != nil {
+	var deleted sql.NullInt64
+	if err := s.rd.getUser.QueryRowContext(ctx, id).Scan(&u.ID, &u.Name, &u.PasswordHash, &created, &deleted); err != nil {
 		return storage.User{}, fmt.Errorf("get user: %w", s.readErr(err))
 	}
 	u.CreatedAt = time.UnixMicro(created)
+	if deleted.Valid {
+		u.DeletedAt = time.UnixMicro(deleted.Int64)
+	}
 	return u, nil
 }
 
-// CreateToken stores a token hash.
+// CreateToken stores a token hash for a user that exists and is not
+// deleted.
 func (s *Store) CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "INSERT INTO tokens (hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-			hash, user, time.Now().UnixMicro(), expires.UnixMicro())
-		return err
+		now := time.Now().UnixMicro()
+		res, err := tx.ExecContext(ctx, `INSERT INTO tokens (hash, user_id, created_at, expires_at, last_used_at)
+			SELECT ?, id, ?, ?, ? FROM users WHERE id = ? AND deleted_at IS NULL`,
+			hash, now, expires.UnixMicro(), now, user)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %q: %w", user, storage.ErrNotFound)
+		}
+		return nil
 	})
 	if sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
 		return fmt.Errorf("create token: user: %w", storage.ErrNotFound)

@@ -132,6 +132,18 @@ func fill(t *testing.T, s store) fixture {
 			fx.tokens[secret] = ""
 		}
 	}
+	// 008_sessions.sql: a token's last use, and a deleted account's
+	// tombstone (users.deleted_at set; the others' is NULL).
+	if err := s.TouchTokens(ctx(t), []storage.TokenUse{{Hash: hash("tok-alice"), At: time.Now(), Addr: "192.0.2.1",
+		Agent: "app/1.0", Client: "alice/phone"}}, time.Hour, 2*time.Hour); err != nil {
+		t.Fatalf("TouchTokens: %v", err)
+	}
+	if err := s.CreateUser(ctx(t), storage.User{ID: "dave", Name: "User dave", PasswordHash: "$2a$10$dave"}); err != nil {
+		t.Fatalf("CreateUser(dave): %v", err)
+	}
+	if _, err := s.DeleteUser(ctx(t), "dave", time.Now()); err != nil {
+		t.Fatalf("DeleteUser(dave): %v", err)
+	}
 
 	// Concurrent senders, so that the stores group-commit them.
 	pairs := [][2]string{{"alice", "bob"}, {"bob", "alice"}, {"carol", "alice"}}

@@ -151,6 +151,8 @@ type ClientState struct {
 	Subscriptions   *Subscriptions       // a map of the subscription filters a client maintains
 	disconnected    int64                // the time the client disconnected in unix time, for calculating expiry
 	outbound        chan *packets.Packet // queue for pending outbound packets
+	sendMu          sync.Mutex           // orders QoS > 0 sends and releases of held packets (Parley patch 14)
+	resending       bool                 // a resumed session's packets are being resent: QoS > 0 packets wait (under sendMu; Parley patch 14)
 	endOnce         sync.Once            // only end once
 	isTakenOver     atomic.Bool          // used to identify orphaned clients
 	packetID        uint32               // the current highest packetID
@@ -206,6 +208,18 @@ func (cl *Client) WriteLoop() {
 		case <-cl.State.open.Done():
 			return
 		}
+	}
+}
+
+// enqueue puts pk on the outbound queue, which WriteLoop drains, if it has
+// room (Parley patch 14).
+func (cl *Client) enqueue(pk *packets.Packet) bool {
+	select {
+	case cl.State.outbound <- pk:
+		atomic.AddInt32(&cl.State.outboundQty, 1)
+		return true
+	default:
+		return false
 	}
 }
 
@@ -314,8 +328,21 @@ func (cl *Client) ResendInflightMessages(force bool) error {
 	}
 
 	for _, tk := range cl.State.Inflight.GetAll(false) {
+		if tk.Expiry < 0 {
+			// Parley patch 14: held back by the send quota, never sent: the
+			// quota releases it, in order, after these (they were sent
+			// twice, the second time when released).
+			continue
+		}
 		if tk.FixedHeader.Type == packets.Publish {
 			tk.FixedHeader.Dup = true // [MQTT-3.3.1-1] [MQTT-3.3.1-3]
+		}
+		if tk.FixedHeader.Type == packets.Publish && tk.FixedHeader.Qos > 0 || tk.FixedHeader.Type == packets.Pubrel {
+			// Parley patch 14: a resent packet is in flight: it takes send
+			// quota, which its PUBACK (PUBCOMP) gives back.
+			cl.State.sendMu.Lock()
+			cl.State.Inflight.DecreaseSendQuota()
+			cl.State.sendMu.Unlock()
 		}
 
 		cl.ops.hooks.OnQosPublish(cl, tk, tk.Created, 0)

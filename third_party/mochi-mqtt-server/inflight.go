@@ -25,6 +25,10 @@ type Inflight struct {
 	// sorted by whole seconds, with an unstable sort.
 	order map[uint16]uint64
 	added uint64
+	// Parley patch 14: how many packets the send quota holds back (Expiry
+	// -1), so that a new packet sees at once whether it must wait behind
+	// them.
+	held int
 }
 
 // NewInflights returns a new instance of an Inflight packets map.
@@ -39,8 +43,10 @@ func (i *Inflight) Set(m packets.Packet) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[m.PacketID]
+	old, ok := i.internal[m.PacketID]
 	i.internal[m.PacketID] = m
+	i.countHeld(old, ok, -1)
+	i.countHeld(m, true, 1)
 	if !ok {
 		if i.order == nil {
 			i.order = map[uint16]uint64{}
@@ -79,7 +85,7 @@ func (i *Inflight) Clone() *Inflight {
 	for k, v := range i.internal {
 		c.internal[k] = v
 	}
-	c.order, c.added = make(map[uint16]uint64, len(i.order)), i.added
+	c.order, c.added, c.held = make(map[uint16]uint64, len(i.order)), i.added, i.held
 	for k, v := range i.order {
 		c.order[k] = v
 	}
@@ -124,11 +130,75 @@ func (i *Inflight) Delete(id uint16) bool {
 	i.Lock()
 	defer i.Unlock()
 
-	_, ok := i.internal[id]
+	old, ok := i.internal[id]
 	delete(i.internal, id)
 	delete(i.order, id)
+	i.countHeld(old, ok, -1)
 
 	return ok
+}
+
+// countHeld adds d to the count of held packets if pk (present when ok) is
+// held back by the send quota (Parley patch 14). Called under the lock.
+func (i *Inflight) countHeld(pk packets.Packet, ok bool, d int) {
+	if ok && pk.Expiry < 0 {
+		i.held += d
+	}
+}
+
+// heldLen returns how many packets the send quota holds back (Parley patch
+// 14).
+func (i *Inflight) heldLen() int {
+	i.RLock()
+	defer i.RUnlock()
+	return i.held
+}
+
+// takeHeld returns up to n of the packets held back by the send quota, in
+// the order they entered (patch 10), marked as sent (Parley patch 14).
+//
+// Parley patch 11: a packet released is in flight, awaiting its PUBACK like
+// any other, so it stays in the map; deleting it (as before) made that
+// PUBACK unknown, so the quota never grew again and the client received
+// nothing more, and the packet was not resent after a reconnect.
+func (i *Inflight) takeHeld(n int) []packets.Packet {
+	i.Lock()
+	defer i.Unlock()
+	if n <= 0 || i.held == 0 {
+		return nil
+	}
+	m := make([]packets.Packet, 0, i.held)
+	for _, v := range i.internal {
+		if v.Expiry < 0 {
+			m = append(m, v)
+		}
+	}
+	sort.Slice(m, func(a, b int) bool {
+		return i.order[m[a].PacketID] < i.order[m[b].PacketID]
+	})
+	if len(m) > n {
+		m = m[:n]
+	}
+	for k := range m {
+		m[k].Expiry = 0
+		i.internal[m[k].PacketID] = m[k]
+	}
+	i.held -= len(m)
+	return m
+}
+
+// hold holds back again packets takeHeld returned that could not be sent
+// (Parley patch 14); they keep their place in line.
+func (i *Inflight) hold(pks []packets.Packet) {
+	i.Lock()
+	defer i.Unlock()
+	for _, pk := range pks {
+		if v, ok := i.internal[pk.PacketID]; ok && v.Expiry >= 0 {
+			v.Expiry = -1
+			i.internal[pk.PacketID] = v
+			i.held++
+		}
+	}
 }
 
 // TakeRecieveQuota reduces the receive quota by 1.

@@ -269,3 +269,75 @@ func TestPublishedWhenPubackFails(t *testing.T) {
 		t.Fatal("OnPublished did not run: the accepted message is never delivered")
 	}
 }
+
+// Parley patch 14: the inflight map counts the packets the send quota holds
+// back; takeHeld hands them out oldest first, marked as sent and still in
+// flight (patch 11); hold puts back those that could not be queued, in
+// their place; Delete and Clone keep the count.
+func TestInflightHeld(t *testing.T) {
+	in := NewInflights()
+	in.Set(packets.Packet{PacketID: 9}) // in flight, not held
+	for _, id := range []uint16{5, 2, 7, 4} {
+		in.Set(packets.Packet{PacketID: id, Expiry: -1})
+	}
+	if n := in.heldLen(); n != 4 {
+		t.Fatalf("held = %d, want 4", n)
+	}
+	in.Set(packets.Packet{PacketID: 2, Expiry: -1}) // an update is no new one
+	got := in.takeHeld(3)
+	if len(got) != 3 || got[0].PacketID != 5 || got[1].PacketID != 2 || got[2].PacketID != 7 || got[0].Expiry != 0 {
+		t.Fatalf("takeHeld(3) = %+v, want 5, 2, 7 marked sent", got)
+	}
+	if pk, ok := in.Get(2); !ok || pk.Expiry != 0 {
+		t.Fatalf("a packet taken is not in flight: %+v, %v", pk, ok)
+	}
+	if n := in.heldLen(); n != 1 {
+		t.Fatalf("held = %d after taking 3, want 1", n)
+	}
+	in.hold(got[1:]) // 2 and 7 could not be queued
+	if next := in.takeHeld(1); len(next) != 1 || next[0].PacketID != 2 {
+		t.Fatalf("takeHeld(1) after hold = %+v, want 2 (its place kept)", next)
+	}
+	in.Delete(7)
+	c := in.Clone()
+	if n, m := in.heldLen(), c.heldLen(); n != 1 || m != 1 {
+		t.Fatalf("held = %d, cloned %d, want 1 (packet 4)", n, m)
+	}
+	if got := c.takeHeld(10); len(got) != 1 || got[0].PacketID != 4 {
+		t.Fatalf("clone's takeHeld = %+v, want 4", got)
+	}
+	if got := in.takeHeld(0); got != nil {
+		t.Fatalf("takeHeld(0) = %+v", got)
+	}
+}
+
+// Parley patch 14: a resumed session resends what was sent, taking send
+// quota for it, but not what the quota held back (never sent): that is
+// released afterwards, in order, as the quota allows.
+func TestResendSkipsHeld(t *testing.T) {
+	cl, r, w := newTestClient()
+	sent := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1Dup).Packet
+	heldBack := sent
+	heldBack.PacketID, heldBack.Expiry = 8, -1
+	cl.State.Inflight.Set(sent)
+	cl.State.Inflight.Set(heldBack)
+	go func() {
+		if err := cl.ResendInflightMessages(true); err != nil {
+			t.Error(err)
+		}
+		_ = w.Close()
+	}()
+	buf, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := packets.TPacketData[packets.Publish].Get(packets.TPublishQos1Dup).RawBytes; string(buf) != string(want) {
+		t.Fatalf("resent % x, want only the packet sent before: % x", buf, want)
+	}
+	if q := cl.State.Inflight.sendQuota; q != 4 {
+		t.Fatalf("send quota %d after resending one packet, want 4", q)
+	}
+	if n := cl.State.Inflight.heldLen(); n != 1 {
+		t.Fatalf("held = %d, want 1", n)
+	}
+}

@@ -457,7 +457,8 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	s.hooks.OnSessionEstablish(cl, pk)
 
 	sessionPresent := s.inheritClientSession(pk, cl)
-	s.Clients.Add(cl) // [MQTT-4.1.0-1]
+	cl.State.resending = sessionPresent // Parley patch 14: new packets wait for the resent ones
+	s.Clients.Add(cl)                   // [MQTT-4.1.0-1]
 
 	err = s.SendConnack(cl, code, sessionPresent, nil) // [MQTT-3.1.4-5] [MQTT-3.2.0-1] [MQTT-3.2.0-2] &[MQTT-3.14.0-1]
 	if err != nil {
@@ -471,6 +472,12 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 		if err != nil {
 			return fmt.Errorf("resend inflight: %w", err)
 		}
+		// Parley patch 14: then what the send quota held back, and what
+		// came meanwhile (it was sent ahead of the resent packets).
+		cl.State.sendMu.Lock()
+		cl.State.resending = false
+		s.releaseHeld(cl)
+		cl.State.sendMu.Unlock()
 	}
 
 	s.hooks.OnSessionEstablished(cl, pk)
@@ -740,19 +747,14 @@ func (s *Server) processPacket(cl *Client, pk packets.Packet) error {
 		return err
 	}
 
-	if cl.State.Inflight.Len() > 0 && atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 {
-		next, ok := cl.State.Inflight.NextImmediate()
-		if ok {
-			// Parley patch 11: the packet held back by the quota is now in
-			// flight, awaiting its PUBACK like any other; deleting it (as
-			// before) made that PUBACK unknown, so the quota never grew
-			// again and the client received nothing more, and the packet
-			// was not resent after a reconnect.
-			next.Expiry = 0
-			_ = cl.WritePacket(next)
-			cl.State.Inflight.Set(next)
-			cl.State.Inflight.DecreaseSendQuota()
-		}
+	// Parley patch 14: a PUBACK (PUBCOMP) gave back send quota: release
+	// what it allows of the packets the quota held back, in order, through
+	// the outbound queue (see releaseHeld). It released one per packet
+	// read, written to the socket at once, ahead of packets queued.
+	if atomic.LoadInt32(&cl.State.Inflight.sendQuota) > 0 && cl.State.Inflight.heldLen() > 0 {
+		cl.State.sendMu.Lock()
+		s.releaseHeld(cl)
+		cl.State.sendMu.Unlock()
 	}
 
 	return nil
@@ -1116,18 +1118,14 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 		}
 
 		out.PacketID = uint16(i) // [MQTT-2.2.1-4]
-		sentQuota := atomic.LoadInt32(&cl.State.Inflight.sendQuota)
 
 		if ok := cl.State.Inflight.Set(out); ok { // [MQTT-4.3.2-3] [MQTT-4.3.3-3]
 			atomic.AddInt64(&s.Info.Inflight, 1)
 			s.hooks.OnQosPublish(cl, out, out.Created, 0)
-			cl.State.Inflight.DecreaseSendQuota()
 		}
 
-		if sentQuota == 0 && atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
-			out.Expiry = -1
-			cl.State.Inflight.Set(out)
-			return out, nil
+		if atomic.LoadInt32(&cl.State.Inflight.maximumSendQuota) > 0 {
+			return s.sendOrHold(cl, out, pk) // Parley patch 14
 		}
 	}
 
@@ -1149,6 +1147,70 @@ func (s *Server) publishToClient(cl *Client, sub packets.Subscription, pk packet
 	}
 
 	return out, nil
+}
+
+// sendOrHold sends out, a QoS > 0 packet for a client whose Receive Maximum
+// is in force, or holds it back until the client's PUBACKs give back send
+// quota [MQTT-4.9.0-2].
+//
+// Parley patch 14: the decision and the release of held packets happen
+// under cl.State.sendMu, and a packet is held whenever older ones are, so
+// none overtakes another [MQTT-4.6.0-6]; while a resumed session's packets
+// are being resent, new ones are held too. Before, a packet was sent at
+// once whenever the quota (read before taking a share of it) was not 0: in
+// the moment between a PUBACK giving back quota and the client's read
+// goroutine releasing a held packet, a new packet went first; and one that
+// read the quota before a PUBACK was held although the window had room,
+// while taking quota too. sendMu never waits for a socket (the outbound
+// queue is a buffered channel), and hooks run outside it.
+func (s *Server) sendOrHold(cl *Client, out, pk packets.Packet) (packets.Packet, error) {
+	in := cl.State.Inflight
+	cl.State.sendMu.Lock()
+	if in.heldLen() > 0 || atomic.LoadInt32(&in.sendQuota) <= 0 || cl.State.resending {
+		out.Expiry = -1
+		in.Set(out)
+		s.releaseHeld(cl)
+		cl.State.sendMu.Unlock()
+		return out, nil
+	}
+
+	in.DecreaseSendQuota()
+	if cl.Net.Conn == nil || cl.Closed() {
+		cl.State.sendMu.Unlock()
+		return out, packets.CodeDisconnect // in flight: resent when the session resumes
+	}
+	if cl.enqueue(&out) {
+		cl.State.sendMu.Unlock()
+		return out, nil
+	}
+	in.Delete(out.PacketID) // packet was dropped due to irregular circumstances, so rollback inflight.
+	in.IncreaseSendQuota()
+	cl.State.sendMu.Unlock()
+	atomic.AddInt64(&s.Info.MessagesDropped, 1)
+	cl.ops.hooks.OnPublishDropped(cl, pk)
+	return out, packets.ErrPendingClientWritesExceeded
+}
+
+// releaseHeld sends as many of cl's held packets as its send quota allows,
+// oldest first, through the outbound queue that WriteLoop drains, behind
+// the packets already there (Parley patch 14). When the queue is full, the
+// rest wait, still first in line, for the next release: the next PUBACK,
+// packet read or QoS > 0 packet for cl. Called under cl.State.sendMu.
+func (s *Server) releaseHeld(cl *Client) {
+	if cl.Net.Conn == nil || cl.Closed() || cl.State.resending {
+		return // the quota of the resumed session releases them, after its resends
+	}
+	in := cl.State.Inflight
+	held := in.takeHeld(int(atomic.LoadInt32(&in.sendQuota)))
+	for n := range held {
+		pk := held[n]
+		in.DecreaseSendQuota()
+		if !cl.enqueue(&pk) {
+			in.IncreaseSendQuota()
+			in.hold(held[n:])
+			return
+		}
+	}
 }
 
 func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, existed bool) {

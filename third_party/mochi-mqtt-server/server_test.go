@@ -1512,6 +1512,11 @@ func TestServerProcessPacketAndNextImmediate(t *testing.T) {
 	go func() {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
 		require.NoError(t, err)
+		// Parley patch 14: released through the outbound queue: wait until
+		// the write loop has written it.
+		for atomic.LoadInt32(&cl.State.outboundQty) > 0 {
+			time.Sleep(time.Millisecond)
+		}
 		_ = w.Close()
 	}()
 

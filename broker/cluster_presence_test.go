@@ -188,3 +188,35 @@ func TestClusterPushSuppression(t *testing.T) {
 		t.Fatalf("%d pushes of one message, want 1", got)
 	}
 }
+
+// TestClusterPresenceSubscribedWhileNATSIsDown: a subscriber to p/{user}
+// on a node that cannot ask the cluster (NATS down, or JetStream not ready
+// after a start) gets the node's own view at once, and the user's real
+// state once the cluster answers; a node that retained nothing would
+// ignore the user's later changes, and its subscriber would wait for ever.
+func TestClusterPresenceSubscribedWhileNATSIsDown(t *testing.T) {
+	c := brokertest.StartCluster(t, 2, brokertest.Options{})
+	n1, n2 := c.Nodes[0], c.Nodes[1]
+	at, bt := n1.User("alice"), n1.User("bob")
+	if code := n1.HTTPDo("PUT", "/v1/me/presence", at, map[string]string{"privacy": "everyone"}, nil); code != 200 {
+		t.Fatalf("privacy: %d", code)
+	}
+	c.NATS.Stop()
+	testwait.Until(t, 10*time.Second, "both nodes see NATS gone", func() bool {
+		return !n1.Srv.ClusterConnected() && !n2.Srv.ClusterConnected()
+	})
+	bob := n1.MustV5("bob", bt, "bob/phone", brokertest.V5Options{})
+	bob.Sub(t, "p/alice", 1)
+	if p := waitPresence(t, bob.In, "p/alice", 1); p.Status != "offline" {
+		t.Fatalf("first state without NATS %+v, want offline (node 1's view)", p)
+	}
+	c.NATS.Restart()
+	testwait.Until(t, 10*time.Second, "both nodes reconnected to NATS", func() bool {
+		return n1.Srv.ClusterConnected() && n2.Srv.ClusterConnected()
+	})
+	phone := n2.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+	phone.Sub(t, "u/alice", 1) // counted once its SUBACK is back
+	if p := waitPresence(t, bob.In, "p/alice", 2); p.Status != "online" {
+		t.Fatalf("after alice connected to node 2: %+v", p)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"log/slog"
 	"strings"
@@ -140,6 +141,7 @@ type Presence struct {
 
 	quit      chan struct{}
 	wg        sync.WaitGroup
+	retrying  sync.Map // "get/" or "set/" + user -> struct{}: a retry under way (retry)
 	closeOnce sync.Once
 }
 
@@ -423,8 +425,11 @@ func (h *Presence) update(user string, u *userPresence) {
 		cp, err := h.dir.SetPresence(ctx, user, status, now)
 		cancel()
 		if err != nil {
-			// The bus is away: this node's view, until ResyncPresence.
+			// The bus is away, or JetStream is not ready yet: this node's
+			// view, until the write goes through (retrySet; ResyncPresence
+			// also writes every user again when the bus comes back).
 			h.log.Warn("cluster presence unavailable: showing this node's view", "user", user, "error", err)
+			h.retrySet(user)
 		} else {
 			p = cp
 		}
@@ -603,25 +608,118 @@ func (h *Presence) retainState(user string) error {
 		return nil // a change was published meanwhile
 	}
 	p := h.current(sh, user)
+	var dirErr error
 	if h.dir != nil {
 		states, err := h.dir.GetPresence(ctx, []string{user})
-		if err != nil {
-			return err
-		}
-		if cp, ok := states[user]; ok {
+		if cp, ok := states[user]; ok && err == nil {
 			p = cp
 		}
+		dirErr = err
 	}
 	if t := seen[user]; p.Status == protocol.StatusOffline && !t.IsZero() && t.UnixMilli() > p.LastSeen {
 		p.LastSeen = t.UnixMilli()
 	}
+	// Retained even when the cluster could not be asked (NATS away, or
+	// JetStream not ready yet after a start): this node's own view, which
+	// the retry below corrects. A node retaining a user's state hears the
+	// user's changes from the other nodes (refresh); one retaining nothing
+	// would ignore them, and its subscribers would wait for ever.
 	h.mq.retain(packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1, Retain: true},
 		TopicName:   topic,
 		Payload:     p.AppendJSON(nil),
 		Created:     h.now().Unix(),
 	})
+	if dirErr != nil {
+		h.retryRefresh(user)
+		return fmt.Errorf("cluster presence of %s (this node's view retained, asked again soon): %w", user, dirErr)
+	}
 	return nil
+}
+
+// retrySet writes this node's view of user to the cluster again, a little
+// later, until the cluster takes it or the hook closes, and retains the
+// user's state in the cluster then: a change of user's devices here could
+// not be written.
+func (h *Presence) retrySet(user string) {
+	h.retry("set/"+user, func() bool {
+		if !h.dirReachable() {
+			return false // not worth a shard lock held through a timeout
+		}
+		sh := h.shard(user)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		status, since := protocol.StatusOffline, h.now()
+		if u := sh.users[user]; u != nil {
+			status, since = u.status, u.since
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		defer cancel()
+		p, err := h.dir.SetPresence(ctx, user, status, since)
+		if err != nil {
+			return false
+		}
+		h.retain(user, p)
+		return true
+	})
+}
+
+// retryRefresh reads user's state from the cluster again, a little later,
+// until the cluster answers or the hook closes: a subscriber of p/{user}
+// got this node's view because the cluster's was unavailable.
+func (h *Presence) retryRefresh(user string) {
+	h.retry("get/"+user, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), h.cfg.StoreTimeout)
+		_, err := h.dir.GetPresence(ctx, []string{user})
+		cancel()
+		if err != nil {
+			return false
+		}
+		sh := h.shard(user)
+		sh.mu.Lock()
+		h.refresh(user)
+		sh.mu.Unlock()
+		return true
+	})
+}
+
+// dirReachable reports whether the presence directory can be asked now,
+// if it can tell (cluster.Bus: connected to NATS).
+func (h *Presence) dirReachable() bool {
+	c, ok := h.dir.(interface{ Check() error })
+	return !ok || c.Check() == nil
+}
+
+// retry runs attempt on a goroutine of its own, after 250 ms and then
+// twice as long each time up to 5 s, until it succeeds or the hook closes.
+// One retry runs per key at a time.
+func (h *Presence) retry(key string, attempt func() bool) {
+	if _, already := h.retrying.LoadOrStore(key, struct{}{}); already {
+		return
+	}
+	select {
+	case <-h.quit:
+		h.retrying.Delete(key)
+		return
+	default:
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		defer h.retrying.Delete(key)
+		for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-h.quit:
+				t.Stop()
+				return
+			}
+			if attempt() {
+				return
+			}
+		}
+	}()
 }
 
 // current returns the user's live state, without last_seen. sh.mu is held.

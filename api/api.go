@@ -147,6 +147,9 @@ var clientErrors = []struct {
 }{
 	{auth.ErrExists, http.StatusConflict},
 	{auth.ErrInvalidID, http.StatusBadRequest},
+	{auth.ErrPasswordLength, http.StatusBadRequest}, // the reasons before ErrWeakPassword, which each is
+	{auth.ErrPasswordBlank, http.StatusBadRequest},
+	{auth.ErrPasswordCommon, http.StatusBadRequest},
 	{auth.ErrWeakPassword, http.StatusBadRequest},
 	{auth.ErrInvalidName, http.StatusBadRequest},
 	{auth.ErrRegistrationClosed, http.StatusForbidden},

@@ -24,7 +24,7 @@ import (
 // Errors returned by Service. The HTTP API maps each to a status code.
 var (
 	ErrInvalidID          = errors.New("user id must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
-	ErrWeakPassword       = errors.New("password must be 8 to 72 bytes")
+	ErrWeakPassword       = errors.New("password too weak") // what CheckPassword refuses: ErrPasswordLength, ErrPasswordBlank, ErrPasswordCommon
 	ErrInvalidName        = errors.New("name must be at most 128 characters")
 	ErrExists             = errors.New("user id is taken")
 	ErrBadCredentials     = errors.New("bad credentials")
@@ -167,8 +167,8 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 	if !protocol.ValidID(id) {
 		return "", ErrInvalidID
 	}
-	if len(password) < 8 || len(password) > 72 {
-		return "", ErrWeakPassword
+	if err := CheckPassword(password); err != nil {
+		return "", err
 	}
 	if utf8.RuneCountInString(name) > 128 || !utf8.ValidString(name) {
 		return "", ErrInvalidName

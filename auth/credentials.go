@@ -115,7 +115,8 @@ func parseAdminSecret(s string) (adminSecret, error) {
 	case strings.HasPrefix(s, "$argon2"), strings.HasPrefix(s, "$2"):
 		return adminSecret{}, errors.New("unsupported hash: use bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$)")
 	case len(s) < 8:
-		return adminSecret{}, ErrWeakPassword
+		// Operators' configuration, not CheckPassword's rule for users.
+		return adminSecret{}, fmt.Errorf("%w: a plaintext administrator password needs at least 8 bytes", ErrWeakPassword)
 	}
 	return adminSecret{plain: []byte(s)}, nil
 }

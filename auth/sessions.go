@@ -201,14 +201,6 @@ func (s *Service) RevokeAll(ctx context.Context, user string) (int, error) {
 	return len(revoked), nil
 }
 
-// validPassword applies the rule Register applies to a new password.
-func validPassword(pw string) error {
-	if len(pw) < 8 || len(pw) > 72 {
-		return ErrWeakPassword
-	}
-	return nil
-}
-
 // VerifyPassword checks user's password, for the operations that ask for
 // it again (ChangePassword, deleting the account): ErrBadCredentials when
 // it is wrong or the user unknown or deleted.
@@ -228,10 +220,10 @@ func (s *Service) VerifyPassword(ctx context.Context, user, password string) err
 
 // ChangePassword replaces user's password after checking the old one
 // (ErrBadCredentials), ends every other session of the user (token's
-// stays) and returns how many it ended. ErrWeakPassword for a new password
-// Register would refuse.
+// stays) and returns how many it ended. An ErrWeakPassword (CheckPassword's
+// reason) for a new password Register would refuse.
 func (s *Service) ChangePassword(ctx context.Context, user, oldPassword, newPassword, token string) (int, error) {
-	if err := validPassword(newPassword); err != nil {
+	if err := CheckPassword(newPassword); err != nil {
 		return 0, err
 	}
 	if err := s.VerifyPassword(ctx, user, oldPassword); err != nil {
@@ -244,7 +236,7 @@ func (s *Service) ChangePassword(ctx context.Context, user, oldPassword, newPass
 // SetPassword replaces user's password without the old one (operators:
 // parley users passwd) and ends every session of the user.
 func (s *Service) SetPassword(ctx context.Context, user, password string) (int, error) {
-	if err := validPassword(password); err != nil {
+	if err := CheckPassword(password); err != nil {
 		return 0, err
 	}
 	return s.setPassword(ctx, user, password, nil)

@@ -418,6 +418,8 @@ func TestChangePassword(t *testing.T) {
 		"wrong old password": {"nope-nope-nope", "a-new-password", ErrBadCredentials},
 		"new too short":      {"password-of-alice", "short", ErrWeakPassword},
 		"new too long":       {"password-of-alice", string(bytes.Repeat([]byte("x"), 73)), ErrWeakPassword},
+		"new all spaces":     {"password-of-alice", "            ", ErrPasswordBlank},
+		"new common":         {"password-of-alice", "QwertyUiop", ErrPasswordCommon},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

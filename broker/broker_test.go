@@ -335,10 +335,10 @@ func testAccounts(t *testing.T, o brokertest.Options) {
 		body map[string]string
 		want int
 	}{
-		"taken id":       {"/v1/users", map[string]string{"id": "alice", "password": "password1"}, 409},
-		"invalid id":     {"/v1/users", map[string]string{"id": "Alice!", "password": "password1"}, 400},
+		"taken id":       {"/v1/users", map[string]string{"id": "alice", "password": "password-9x"}, 409},
+		"invalid id":     {"/v1/users", map[string]string{"id": "Alice!", "password": "password-9x"}, 400},
 		"short password": {"/v1/users", map[string]string{"id": "carol", "password": "short"}, 400},
-		"admin's id":     {"/v1/users", map[string]string{"id": brokertest.Admin, "password": "password1"}, 409},
+		"admin's id":     {"/v1/users", map[string]string{"id": brokertest.Admin, "password": "password-9x"}, 409},
 		"login":          {"/v1/tokens", map[string]string{"id": "alice", "password": "password-alice"}, 200},
 		"wrong password": {"/v1/tokens", map[string]string{"id": "alice", "password": "nope-nope"}, 401},
 		"unknown user":   {"/v1/tokens", map[string]string{"id": "zed", "password": "password1"}, 401},

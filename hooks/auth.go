@@ -120,10 +120,19 @@ func (h *Auth) Provides(b byte) bool {
 // failed passwords (refused unchecked), v5 0x85 / v3 2 for a client id
 // that is not the user's, too long or not printable (or a user's, to an
 // administrator not impersonating), v5 0x88 / v3 3 when the check could
-// not be made, v5 0x97 / v3 3 for a user at MaxConnectionsPerUser. Runs on
-// the client's goroutine; one token lookup (usually cached).
+// not be made, v5 0x97 / v3 3 for a user at MaxConnectionsPerUser, v5 0x8C
+// for an MQTT 5 CONNECT asking for enhanced authentication (an
+// Authentication Method), which Parley does not support. Runs on the
+// client's goroutine; one token lookup (usually cached).
 func (h *Auth) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	user := string(pk.Connect.Username)
+	// Enhanced authentication (AUTH exchanges) is not supported: refused
+	// before the credentials are looked at, rather than ignoring the method
+	// and admitting the client on its password alone [MQTT-4.12.0-1].
+	// 3.1.1 has no properties; the v3 code is never used.
+	if pk.Properties.AuthenticationMethod != "" {
+		return h.refuse(cl, packets.ErrBadAuthenticationMethod, 0x04)
+	}
 	// Bounded before anything is looked up or stored: a client id is a key
 	// of the cursors table, whose index rows cannot exceed 2,704 bytes
 	// (Postgres), nor hold NUL.
@@ -213,10 +222,15 @@ func impersonates(pk packets.Packet) bool {
 }
 
 // refuse writes a CONNACK refusing the connection and returns the error
-// that makes mochi close it.
+// that makes mochi close it. An MQTT 3.1.1 client gets v3, which must be a
+// 3.1.1 refusal (1-5); anything else is replaced by mochi's
+// mapping of v5 (packets.V3ConnackCode), so that no MQTT 5 code reaches it.
 func (h *Auth) refuse(cl *mqtt.Client, v5 packets.Code, v3 byte) error {
 	ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connack}, ReasonCode: v5.Code}
 	if cl.Properties.ProtocolVersion < 5 {
+		if v3 < 0x01 || v3 > 0x05 {
+			v3 = packets.V3ConnackCode(v5).Code
+		}
 		ack.ReasonCode = v3
 	} else {
 		ack.Properties.ReasonString = v5.Reason

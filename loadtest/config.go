@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parleychat/parley/loadtest/schedule"
 )
@@ -88,7 +89,7 @@ type Config struct {
 	Users         int           // dm: users (default 100)
 	CrossNode     float64       // dm, several brokers: share of DMs sent to a user on another broker (default 0.9; 1: all)
 	UserPrefix    string        // user ids are UserPrefix + index (default "lt-{run id}-")
-	UserPassword  string        // password of the created users (default "lt-pass-{run id}")
+	UserPassword  string        // password of the created users (default "lt-password-{run id}")
 	SessionExpiry time.Duration // dm, group: persistent session expiry (default 5m)
 	Groups        int           // group: groups (default 10)
 	Members       int           // group: members per group (default 10)
@@ -173,7 +174,7 @@ func (cfg Config) Defaults() Config {
 	setDefault(&cfg.Users, 100)
 	setDefault(&cfg.CrossNode, 0.9)
 	setDefault(&cfg.UserPrefix, "lt-"+cfg.RunID+"-")
-	setDefault(&cfg.UserPassword, "lt-pass-"+cfg.RunID)
+	setDefault(&cfg.UserPassword, "lt-password-"+cfg.RunID)
 	setDefault(&cfg.SessionExpiry, 5*time.Minute)
 	setDefault(&cfg.Groups, 10)
 	setDefault(&cfg.Members, 10)
@@ -256,8 +257,8 @@ func (cfg Config) Validate() error {
 		if cfg.Size < minParleySize {
 			bad("size must be at least %d bytes for a Parley message with its cid and timestamp", minParleySize)
 		}
-		if len(cfg.UserPassword) < 8 {
-			bad("user password must be at least 8 characters")
+		if utf8.RuneCountInString(cfg.UserPassword) < 10 { // Parley's rule: auth.MinPasswordChars
+			bad("user password must be at least 10 characters")
 		}
 		if cfg.Admin != "" && !strings.Contains(cfg.Admin, ":") {
 			bad("admin must be name:password")

@@ -122,6 +122,44 @@ func TestV3ConnackCode(t *testing.T) {
 	}
 }
 
+// Parley patch 15: a CONNECT whose protocol level the server does not speak
+// is refused with the 3.1.1 return code 0x01 [MQTT-3.1.2-2], never 0x82;
+// only an MQTT 5 client's is answered as MQTT 5 (0x84).
+func TestConnectUnsupportedProtocolLevel(t *testing.T) {
+	for name, c := range map[string]struct {
+		name    string
+		level   byte
+		want    byte // the MQTT 5 code; 3.1.1 clients get it through V3ConnackCode
+		version byte // the protocol the CONNACK is written in
+	}{
+		"level 6":          {"MQTT", 6, 0x84, 4},
+		"level 3 as MQTT":  {"MQTT", 3, 0x84, 4},
+		"level 0":          {"MQTT", 0, 0x84, 4},
+		"MQIsdp level 4":   {"MQIsdp", 4, 0x84, 4},
+		"MQIsdp level 5":   {"MQIsdp", 5, 0x84, 5},
+		"MQTT 3.1 (valid)": {"MQIsdp", 3, 0x00, 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newServer()
+			cl, _, _ := newTestClient()
+			defer cl.Stop(errClientStop)
+			pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: c.level,
+				Connect: packets.ConnectParams{ProtocolName: []byte(c.name), Clean: true, ClientIdentifier: "c"}}
+			cl.ParseConnect("tcp", pk)
+			code := s.validateConnect(cl, pk)
+			if code.Code != c.want {
+				t.Fatalf("code %#x, want %#x", code.Code, c.want)
+			}
+			if c.want != 0 && cl.Properties.ProtocolVersion != c.version {
+				t.Fatalf("answered as protocol level %d, want %d", cl.Properties.ProtocolVersion, c.version)
+			}
+			if c.want != 0 && cl.Properties.ProtocolVersion < 5 && packets.V3ConnackCode(code).Code != 0x01 {
+				t.Fatalf("3.1.1 return code %#x, want 0x01", packets.V3ConnackCode(code).Code)
+			}
+		})
+	}
+}
+
 // Parley patch 7: CONNACK announces Maximum Packet Size and Topic Alias
 // Maximum to MQTT 5 clients.
 func TestConnackAnnouncesLimits(t *testing.T) {

@@ -554,6 +554,17 @@ func (s *Server) receivePacket(cl *Client, pk packets.Packet) error {
 // validateConnect validates that a connect packet is compliant.
 func (s *Server) validateConnect(cl *Client, pk packets.Packet) packets.Code {
 	code := pk.ConnectValidate() // [MQTT-3.1.4-1] [MQTT-3.1.4-2]
+	if code == packets.ErrProtocolViolationProtocolVersion {
+		// Parley patch 15: a protocol level the server does not speak is
+		// answered the 3.1.1 way, return code 0x01 unacceptable protocol
+		// level [MQTT-3.1.2-2]: a client asking for level 6 (or 3 with the
+		// name "MQTT") was treated as MQTT 5 and got 0x82 protocol error, a
+		// code it cannot read. MQTT 5 clients are answered as MQTT 5.
+		if pk.ProtocolVersion != 5 {
+			cl.Properties.ProtocolVersion = 4
+		}
+		return packets.ErrUnsupportedProtocolVersion
+	}
 	if code != packets.CodeSuccess {
 		return code
 	}

@@ -233,7 +233,7 @@ func parseFlags(workload string, args []string, stderr io.Writer) (*options, err
 		fs.StringVar(&c.Admin, "admin", "", "Parley admin `name:password` (PARLEY_ADMINS) for bulk user provisioning"+
 			map[bool]string{true: "; connections then log in as Parley users", false: ""}[workload == loadtest.WorkloadConnections])
 		fs.StringVar(&c.UserPrefix, "user-prefix", "", "user ids are PREFIX + index (default lt-RUNID-)")
-		fs.StringVar(&c.UserPassword, "user-password", "", "password of the created users (default lt-pass-RUNID)")
+		fs.StringVar(&c.UserPassword, "user-password", "", "password of the created users (default lt-password-RUNID)")
 	}
 	switch workload {
 	case loadtest.WorkloadDM, loadtest.WorkloadGroup:

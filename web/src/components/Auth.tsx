@@ -20,8 +20,9 @@ export function Auth() {
       setError('A user id is 1–64 lower-case letters, digits, dots, dashes or underscores, starting with a letter or digit.')
       return
     }
-    if (password.length < 8) {
-      setError('The password needs at least 8 characters.')
+    // Sign-up only: accounts made before the 10-character rule still sign in.
+    if (mode === 'signup' && [...password].length < 10) {
+      setError('The password needs at least 10 characters, not all spaces, and not a common one.')
       return
     }
     setBusy(true)
@@ -69,7 +70,7 @@ export function Auth() {
         )}
         <label>
           Password
-          <input name="password" type="password" autoComplete={mode === 'signup' ? 'new-password' : 'current-password'} value={password} onChange={(e) => setPassword(e.target.value)} minLength={8} maxLength={72} required />
+          <input name="password" type="password" autoComplete={mode === 'signup' ? 'new-password' : 'current-password'} value={password} onChange={(e) => setPassword(e.target.value)} minLength={mode === 'signup' ? 10 : undefined} maxLength={72} required />
         </label>
         {error && (
           <p className="error" role="alert">

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -25,7 +24,7 @@ import (
 var (
 	ErrInvalidID          = errors.New("user id must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
 	ErrWeakPassword       = errors.New("password too weak") // what CheckPassword refuses: ErrPasswordLength, ErrPasswordBlank, ErrPasswordCommon
-	ErrInvalidName        = errors.New("name must be at most 128 characters")
+	ErrInvalidName        = errors.New("name must have 1 to 128 visible characters")
 	ErrExists             = errors.New("user id is taken")
 	ErrBadCredentials     = errors.New("bad credentials")
 	ErrRegistrationClosed = errors.New("registration is closed")
@@ -170,11 +169,12 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 	if err := CheckPassword(password); err != nil {
 		return "", err
 	}
-	if utf8.RuneCountInString(name) > 128 || !utf8.ValidString(name) {
-		return "", ErrInvalidName
-	}
 	if name == "" {
 		name = id
+	} else if clean, ok := protocol.CleanName(name); ok {
+		name = clean // no bidi controls, invisible or control characters
+	} else {
+		return "", ErrInvalidName
 	}
 	if s.IsAdmin(id) {
 		return "", ErrExists

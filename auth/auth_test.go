@@ -228,30 +228,32 @@ func TestRegister(t *testing.T) {
 		wantErr            error
 		wantName           string
 	}{
-		"user":                 {id: "alice", password: "correct horse", name: "Alice A.", wantName: "Alice A."},
-		"name defaults to id":  {id: "bob", password: "violet-8mq", wantName: "bob"},
-		"password of 10 bytes": {id: "bob", password: "violet-8mq", wantName: "bob"},
-		"password of 72 bytes": {id: "bob", password: strings.Repeat("p", 72), wantName: "bob"},
-		"password of 10 runes": {id: "bob", password: "éèêëàâäôöû", wantName: "bob"}, // 20 bytes
-		"password of 9 bytes":  {id: "bob", password: "violet-8m", wantErr: ErrPasswordLength},
-		"password of 9 runes":  {id: "bob", password: "éèêëàâäôö", wantErr: ErrPasswordLength}, // 18 bytes
-		"password 10 spaces":   {id: "bob", password: "          ", wantErr: ErrPasswordBlank},
-		"password common":      {id: "bob", password: "Password123", wantErr: ErrPasswordCommon},
-		"name of 128 runes":    {id: "bob", password: "violet-8mq", name: strings.Repeat("é", 128), wantName: strings.Repeat("é", 128)},
-		"id of 64":             {id: strings.Repeat("a", 64), password: "violet-8mq", wantName: strings.Repeat("a", 64)},
-		"id empty":             {id: "", password: "violet-8mq", wantErr: ErrInvalidID},
-		"id uppercase":         {id: "Alice", password: "violet-8mq", wantErr: ErrInvalidID},
-		"id of 65":             {id: strings.Repeat("a", 65), password: "violet-8mq", wantErr: ErrInvalidID},
-		"id with slash":        {id: "alice/phone", password: "violet-8mq", wantErr: ErrInvalidID},
-		"password of 8 bytes":  {id: "bob", password: "1234-abc", wantErr: ErrWeakPassword},
-		"password of 73 bytes": {id: "bob", password: strings.Repeat("p", 73), wantErr: ErrWeakPassword},
-		"password of 37 runes": {id: "bob", password: strings.Repeat("é", 37), wantErr: ErrWeakPassword}, // 74 bytes
-		"password empty":       {id: "bob", password: "", wantErr: ErrWeakPassword},
-		"name of 129 runes":    {id: "bob", password: "violet-8mq", name: strings.Repeat("é", 129), wantErr: ErrInvalidName},
-		"name invalid UTF-8":   {id: "bob", password: "violet-8mq", name: "b\xffb", wantErr: ErrInvalidName},
-		"admin id":             {id: adminID, password: "violet-8mq", wantErr: ErrExists},
-		"taken id":             {id: "carol", password: "violet-8mq", wantErr: ErrExists},
-		"store failure":        {id: "bob", password: "violet-8mq", fail: storeDown, wantErr: storage.ErrUnavailable},
+		"user":                    {id: "alice", password: "correct horse", name: "Alice A.", wantName: "Alice A."},
+		"name defaults to id":     {id: "bob", password: "violet-8mq", wantName: "bob"},
+		"password of 10 bytes":    {id: "bob", password: "violet-8mq", wantName: "bob"},
+		"password of 72 bytes":    {id: "bob", password: strings.Repeat("p", 72), wantName: "bob"},
+		"password of 10 runes":    {id: "bob", password: "éèêëàâäôöû", wantName: "bob"}, // 20 bytes
+		"password of 9 bytes":     {id: "bob", password: "violet-8m", wantErr: ErrPasswordLength},
+		"password of 9 runes":     {id: "bob", password: "éèêëàâäôö", wantErr: ErrPasswordLength}, // 18 bytes
+		"password 10 spaces":      {id: "bob", password: "          ", wantErr: ErrPasswordBlank},
+		"password common":         {id: "bob", password: "Password123", wantErr: ErrPasswordCommon},
+		"name of 128 runes":       {id: "bob", password: "violet-8mq", name: strings.Repeat("é", 128), wantName: strings.Repeat("é", 128)},
+		"id of 64":                {id: strings.Repeat("a", 64), password: "violet-8mq", wantName: strings.Repeat("a", 64)},
+		"id empty":                {id: "", password: "violet-8mq", wantErr: ErrInvalidID},
+		"id uppercase":            {id: "Alice", password: "violet-8mq", wantErr: ErrInvalidID},
+		"id of 65":                {id: strings.Repeat("a", 65), password: "violet-8mq", wantErr: ErrInvalidID},
+		"id with slash":           {id: "alice/phone", password: "violet-8mq", wantErr: ErrInvalidID},
+		"password of 8 bytes":     {id: "bob", password: "1234-abc", wantErr: ErrWeakPassword},
+		"password of 73 bytes":    {id: "bob", password: strings.Repeat("p", 73), wantErr: ErrWeakPassword},
+		"password of 37 runes":    {id: "bob", password: strings.Repeat("é", 37), wantErr: ErrWeakPassword}, // 74 bytes
+		"password empty":          {id: "bob", password: "", wantErr: ErrWeakPassword},
+		"name of 129 runes":       {id: "bob", password: "violet-8mq", name: strings.Repeat("é", 129), wantErr: ErrInvalidName},
+		"name invalid UTF-8":      {id: "bob", password: "violet-8mq", name: "b\xffb", wantErr: ErrInvalidName},
+		"name with bidi override": {id: "bob", password: "violet-8mq", name: "Bob\u202e (Parley Support)", wantName: "Bob (Parley Support)"},
+		"name of invisibles only": {id: "bob", password: "violet-8mq", name: "\u200b\u202e", wantErr: ErrInvalidName},
+		"admin id":                {id: adminID, password: "violet-8mq", wantErr: ErrExists},
+		"taken id":                {id: "carol", password: "violet-8mq", wantErr: ErrExists},
+		"store failure":           {id: "bob", password: "violet-8mq", fail: storeDown, wantErr: storage.ErrUnavailable},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -22,7 +21,7 @@ import (
 var (
 	ErrForbidden      = errors.New("not allowed")
 	ErrTooManyMembers = errors.New("too many members")
-	ErrInvalidName    = errors.New("group name must be 1 to 128 characters")
+	ErrInvalidName    = errors.New("group name must have 1 to 128 visible characters")
 	ErrInvalidMember  = errors.New("member must be an existing user id")
 )
 
@@ -70,11 +69,6 @@ func New(cfg Config, store Store, broker Broker) *Service {
 // MaxMembers returns the member limit.
 func (s *Service) MaxMembers() int { return s.cfg.MaxMembers }
 
-func validName(name string) bool {
-	n := utf8.RuneCountInString(name)
-	return utf8.ValidString(name) && n >= 1 && n <= 128
-}
-
 // newID returns a random group id valid as a topic level.
 func newID() string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
@@ -90,7 +84,8 @@ func newID() string {
 
 // Create makes a group owned by owner with the given other members.
 func (s *Service) Create(ctx context.Context, owner, name string, members []string) (storage.Group, error) {
-	if !validName(name) {
+	name, ok := protocol.CleanName(name) // no bidi controls, invisible or control characters
+	if !ok {
 		return storage.Group{}, ErrInvalidName
 	}
 	ms := []storage.Member{{User: owner, Role: storage.RoleOwner}}
@@ -219,7 +214,8 @@ func (s *Service) RemoveMember(ctx context.Context, caller, id, user string) err
 
 // Rename renames the group; any current member may.
 func (s *Service) Rename(ctx context.Context, caller, id, name string) (storage.Group, error) {
-	if !validName(name) {
+	name, ok := protocol.CleanName(name) // no bidi controls, invisible or control characters
+	if !ok {
 		return storage.Group{}, ErrInvalidName
 	}
 	if _, err := s.member(ctx, id, caller); err != nil {

@@ -67,9 +67,10 @@ type Client struct {
 	HTTP        *http.Client // default http.DefaultClient
 }
 
-// Provision creates the users (or, for existing ones, issues fresh tokens)
-// and returns their credentials in the same order. With admin credentials it
-// uses the bulk endpoint; without, one sign-up per user.
+// Provision creates the users and returns their credentials in the same
+// order. With admin credentials it uses the bulk endpoint, which mints no
+// token for an existing account (it fails then: runs use fresh user ids);
+// without, one sign-up per user, which signs an existing user in.
 func (c *Client) Provision(ctx context.Context, users []User) ([]Credential, error) {
 	if c.AdminUser != "" {
 		return c.provisionBulk(ctx, users)

@@ -6,8 +6,9 @@
 // scripts (web.debug off), no framing by another site, and no WebSocket to
 // parley from another site's page.
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -73,6 +74,28 @@ async function signUp(page: Page, id: string) {
   await page.getByLabel('Password').fill(`${id}-password`)
   await page.getByRole('button', { name: 'Create account' }).last().click()
   await page.locator('aside.sidebar').waitFor()
+}
+
+/** An HTTPS request to parley trusting only the test's CA; the body, or a failure below 2xx/3xx. */
+function httpsJSON(method: string, path: string, bearer?: string, body?: object): Promise<string> {
+  return new Promise((res, rej) => {
+    const data = body ? JSON.stringify(body) : undefined
+    const req = httpsRequest(
+      parley.http + path,
+      {
+        method,
+        ca: readFileSync(join(dir, 'ca.pem')),
+        headers: { ...(bearer ? { Authorization: `Bearer ${bearer}` } : {}), ...(data ? { 'Content-Type': 'application/json' } : {}) },
+      },
+      (r) => {
+        let out = ''
+        r.on('data', (c) => (out += c))
+        r.on('end', () => ((r.statusCode ?? 0) < 400 ? res(out) : rej(new Error(`${method} ${path}: ${r.statusCode} ${out}`))))
+      },
+    )
+    req.on('error', rej)
+    req.end(data)
+  })
 }
 
 /** Opens a WebSocket to url from the page: 'open' or 'error'. */
@@ -151,6 +174,18 @@ describe.sequential('web messenger over TLS', () => {
     await other.goto(evilUrl)
     expect(await blocked).toMatch(/frame-ancestors 'none'.*blocked/s)
     expect(await tryWebSocket(other, parley.ws)).toBe('error')
+    await ctx.close()
+  })
+
+  it('a session revoked elsewhere signs the page out at once', async () => {
+    const ctx = await browser.newContext(desktop)
+    const { page } = await openPage(ctx, parley.http + '/')
+    await signUp(page, 'carol')
+    // carol signs in elsewhere and ends every other session: the page's
+    // MQTT connection is ended (0x87), and it asks her to sign in again.
+    const { token } = JSON.parse(await httpsJSON('POST', '/v1/tokens', undefined, { id: 'carol', password: 'carol-password' }))
+    await httpsJSON('DELETE', '/v1/me/sessions', token)
+    await page.getByText('Your session has expired. Sign in again.').waitFor()
     await ctx.close()
   })
 

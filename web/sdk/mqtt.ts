@@ -34,6 +34,16 @@ export const mqttTransport: TransportFactory = (opts, h) => {
   c.on('error', (err) => {
     lastError = err as Error & { code?: number }
   })
+  // A DISCONNECT from the server (MQTT 5) carries why: 0x87 when the
+  // session's token was revoked or the account deleted, which the client
+  // takes as "sign in again" without trying the dead token once more.
+  c.on('disconnect', (pk) => {
+    const code = (pk as { reasonCode?: number }).reasonCode
+    if (typeof code === 'number' && code !== 0) {
+      const reason = (pk as { properties?: { reasonString?: string } }).properties?.reasonString
+      lastError = Object.assign(new Error(reason ?? `disconnected by the server (${code})`), { code })
+    }
+  })
   c.on('close', close)
   c.on('end', close)
   c.on('message', (topic, payload) => {

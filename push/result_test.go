@@ -111,14 +111,28 @@ func TestLogSender(t *testing.T) {
 		}
 	}
 	out := buf.String()
-	for _, want := range []string{`"title":"Alice @ Team"`, `"body":"Lunch at noon?"`, `"platform":"apns"`,
-		`"platform":"fcm"`, `"environment":"sandbox"`, `"badge":3`, `"inbox":"g/team"`, `"provider":"log"`} {
+	for _, want := range []string{`"platform":"apns"`, `"platform":"fcm"`, `"environment":"sandbox"`, `"badge":3`,
+		`"body_len":14`, `"provider":"log"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, token(9)) {
-		t.Errorf("log holds a whole device token:\n%s", out)
+	// Message text stays out of logs kept at Info.
+	for _, secret := range []string{"Lunch at noon?", "Alice @ Team", token(9)} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the Info log holds %q:\n%s", secret, out)
+		}
+	}
+	// At Debug, a developer sees what would be sent.
+	buf.Reset()
+	l = push.NewLog(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if got := l.Send(t.Context(), push.Device{Platform: push.PlatformFCM, Token: "fcm-token"}, testNotification()); got.Outcome != push.Sent {
+		t.Fatalf("%+v, want sent", got)
+	}
+	for _, want := range []string{`"title":"Alice @ Team"`, `"body":"Lunch at noon?"`, `"inbox":"g/team"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("the Debug log lacks %s:\n%s", want, buf.String())
+		}
 	}
 }
 

@@ -1513,7 +1513,8 @@ func TestServerProcessPacketAndNextImmediate(t *testing.T) {
 		err := s.processPacket(cl, *packets.TPacketData[packets.Publish].Get(packets.TPublishBasic).Packet)
 		require.NoError(t, err)
 		// Parley patch 14: released through the outbound queue: wait until
-		// the write loop has written it.
+		// the write loop has written it (polled: the queue has no event to
+		// wait on; the test's timeout bounds it).
 		for atomic.LoadInt32(&cl.State.outboundQty) > 0 {
 			time.Sleep(time.Millisecond)
 		}

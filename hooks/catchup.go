@@ -199,7 +199,11 @@ func (f *fanout) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 		}
 		if fresh || errors.Is(err, storage.ErrNotFound) {
 			fromEnd = true
-			seq, err = f.store.LastSeq(ctx, g.inbox)
+			if g.hasEnd {
+				seq, err = g.end, nil // read when the subscription was granted
+			} else {
+				seq, err = f.store.LastSeq(ctx, g.inbox)
+			}
 			if err == nil {
 				// Entries stored after the subscription began but before
 				// LastSeq was read are the device's, not history.

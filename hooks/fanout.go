@@ -271,10 +271,35 @@ func (f *fanout) subscribed(cl *mqtt.Client, sess *session, filters packets.Subs
 			continue
 		}
 		if granted(i) {
+			f.markEnd(sess, g)
 			f.startCatchup(g)
 		} else {
 			f.closeGate(g)
 		}
+	}
+}
+
+// markEnd reads, before the SUBACK, where the inbox ends now, for a
+// session with no cursor for it in memory, so that a device new to the
+// inbox starts there and not where the inbox ends when its catch-up gets
+// to run: that may be after the device has left again and a message has
+// come in (a busy node, a device that subscribes and drops at once), and a
+// starting point read then would count the message as history and never
+// give it to the device. A failed read leaves the catch-up to read the end
+// itself, as before. One read of the inboxes table per subscription of a
+// session new to this node; a resumed session (cursors in memory) costs
+// none.
+func (f *fanout) markEnd(sess *session, g *gate) {
+	sess.mu.Lock()
+	known := sess.cursors[g.inbox] != nil
+	sess.mu.Unlock()
+	if known {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
+	defer cancel()
+	if seq, err := f.store.LastSeq(ctx, g.inbox); err == nil {
+		g.end, g.hasEnd = seq, true
 	}
 }
 

@@ -141,3 +141,51 @@ func testHandover(t *testing.T, returning bool, commitAt, fanoutAt phase) {
 		t.Fatalf("device got seqs %v, want %v (entry %d committed %s, fanned out %s)", got, want, x.Seq, commitAt, fanoutAt)
 	}
 }
+
+// TestNewDeviceLeavesBeforeCatchup: a device new to an inbox subscribes
+// and leaves before its catch-up has run (a busy node); a message is stored
+// meanwhile. Its starting point is where the inbox ended when the
+// subscription was granted, not where it ends when the catch-up gets to
+// read it: back, the device gets the message. (Read late, the starting
+// point counted the message as history: CI's TestPushReconnectInGrace.)
+func TestNewDeviceLeavesBeforeCatchup(t *testing.T) {
+	var (
+		n      *testNode
+		d      *testDevice
+		x      protocol.Entry
+		once   sync.Once
+		subAck = make(chan struct{})
+		done   = make(chan struct{})
+	)
+	n = startNode(t, InboxConfig{}, []string{"alice", "bob"}, func(h *Inbox) {
+		h.fan.step = func(g *gate, s catchupStep) {
+			if g.inbox != "u/bob" {
+				return
+			}
+			if s == stepStarted && x.Seq > 0 {
+				// Its fan-out comes while the gate still holds deliveries
+				// back, after the starting point was read.
+				n.inbox.fan.deliver(x, 1)
+				return
+			}
+			if s != stepStart {
+				return
+			}
+			once.Do(func() {
+				<-subAck
+				d.conn.Close()
+				testwait.Until(t, 5*time.Second, "the server to see the device gone", g.cl.Closed)
+				x = n.commit("alice", "bob", "while away")
+				close(done)
+			})
+		}
+	})
+	d = n.connect("bob", "bob-phone", true)
+	if rc := d.subscribe(t, "u/bob"); rc >= 0x80 {
+		t.Fatalf("SUBACK %#x", rc)
+	}
+	close(subAck)
+	<-done
+	back := n.connect("bob", "bob-phone", true)
+	back.waitFor(t, "u/bob", x.Seq)
+}

@@ -78,6 +78,12 @@ type gate struct {
 	// the catch-up before it goes live, read by AllowDelivery after.
 	start   int64
 	fromEnd bool
+	// end is the inbox's last seq read when the subscription was granted
+	// (hasEnd), for a session with no cursor for it in memory: where a
+	// device new to the inbox starts, whenever its catch-up gets to run.
+	// Set before the catch-up starts, then read only.
+	end    int64
+	hasEnd bool
 }
 
 // sessionTable holds the node's sessions by client id, and each user's

@@ -73,6 +73,9 @@ type Config struct {
 	Push PushStore
 	// Presence serves /v1/presence and /v1/me/presence. Optional.
 	Presence Presence
+	// Consent serves /v1/me/blocks, /v1/me/contacts and /v1/me/consent.
+	// Optional.
+	Consent Consent
 	// Sessions serves /v1/me/sessions, /v1/me/password and DELETE /v1/me,
 	// and records the uses of tokens. Optional.
 	Sessions Sessions
@@ -110,6 +113,7 @@ func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	a.registerConversations()
 	a.registerPresence()
 	a.registerPush()
+	a.registerConsent()
 	a.registerSessions()
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	a.mux.HandleFunc("GET /readyz", a.readyz)

@@ -55,7 +55,7 @@ func viewGroup(g storage.Group) groupView {
 // failGroup answers the groups package's errors, then the generic ones.
 func (a *API) failGroup(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(err, groups.ErrForbidden):
+	case errors.Is(err, groups.ErrForbidden), errors.Is(err, groups.ErrNotAccepted):
 		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, groups.ErrTooManyMembers):
 		writeError(w, http.StatusUnprocessableEntity, err.Error())

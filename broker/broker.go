@@ -25,6 +25,7 @@ import (
 	"github.com/parleychat/parley/api"
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/cluster"
+	"github.com/parleychat/parley/consent"
 	"github.com/parleychat/parley/groups"
 	"github.com/parleychat/parley/hooks"
 	"github.com/parleychat/parley/push"
@@ -258,8 +259,9 @@ type Server struct {
 	// presence keeps p/{user}; it runs after inbox, which passes it the
 	// publishes and wills on a user's own presence.
 	presence *hooks.Presence
-	bus      *cluster.Bus // nil on a single node
-	sessions *sessions    // the connections' tokens; the account routes
+	consent  *consent.Service // blocks, contact lists, group adds
+	bus      *cluster.Bus     // nil on a single node
+	sessions *sessions        // the connections' tokens; the account routes
 	api      *api.API
 	push     *push.Service // nil when push is off
 	maint    *maintainer
@@ -405,7 +407,21 @@ func New(cfg Config, d Deps) (*Server, error) {
 		presence.UseDirectory(bus)
 		bus.UsePresence(presence)
 	}
-	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus, tls: nt,
+	// Consent: a change ends the presence subscriptions it no longer
+	// allows, here and, told through the bus, on the other nodes.
+	cons := consent.New(consent.Config{Changed: func(users ...string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, u := range users {
+			presence.PrivacyChanged(ctx, u)
+		}
+		if bus != nil {
+			bus.Publish(cluster.EventConsent, cluster.Consent{Users: users})
+		}
+	}}, d.Store)
+	inbox.UseBlocks(cons)
+	presence.UseBlocks(cons)
+	s := &Server{cfg: cfg, log: log, mqtt: srv, inbox: inbox, presence: presence, push: pushSvc, reg: reg, regr: regr, bus: bus, tls: nt, consent: cons,
 		httpDone: make(chan struct{}), metricsDone: make(chan struct{}),
 		ips:   newIPLimiter(cfg.MaxConnectionsPerIP, cfg.ConnectRatePerIP, cfg.ConnectBurstPerIP),
 		maint: newMaintainer(cfg.Maintenance, d.Store, regr, log.With("component", "maintenance"))}
@@ -458,7 +474,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Cluster:  clusterFunc,
 		Static:   d.Static,
 		Presence: presenceAPI,
-		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers}, d.Store, groupsBroker),
+		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers, Consent: cons}, d.Store, groupsBroker),
+		Consent:  cons,
 		Push:     pushAPI,
 		Sessions: s.sessions,
 

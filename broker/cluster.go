@@ -62,6 +62,21 @@ func (s *Server) handleEvents() error {
 	}); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	if err := s.bus.Handle(cluster.EventConsent, func(data []byte) {
+		var c cluster.Consent
+		if err := json.Unmarshal(data, &c); err != nil || len(c.Users) == 0 {
+			s.log.Warn("malformed consent event", "data", string(data))
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, u := range c.Users {
+			s.consent.Forget(u)
+			s.presence.PrivacyChanged(ctx, u)
+		}
+	}); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
 	// Revocations made on another node: its tokens leave this node's
 	// cache, their connections here end.
 	for _, kind := range []string{cluster.EventTokensRevoked, cluster.EventUserDeleted} {

@@ -351,8 +351,15 @@ func testPresencePrivacy(t *testing.T, o brokertest.Options) {
 		t.Fatalf("GET /v1/presence for a stranger: %+v; want alice and nobody hidden", got)
 	}
 
-	// A DM makes them contacts.
+	// A DM does not make bob alice's contact: her own list does.
 	alice.Pub(t, "u/bob", "hi bob")
+	bob.In.WaitN(t, 1, protocol.TypeMsg)
+	if rc := bob.Sub(t, "p/alice", 1); rc[0] != 0x87 {
+		t.Fatalf("bob subscribing p/alice after a DM: %#x, want 0x87", rc[0])
+	}
+	if code := n.HTTPDo("PUT", "/v1/me/contacts/bob", at, nil, nil); code != 204 {
+		t.Fatalf("PUT /v1/me/contacts/bob: %d", code)
+	}
 	if rc := bob.Sub(t, "p/alice", 1); rc[0] != 1 {
 		t.Fatalf("bob subscribing p/alice as a contact: %#x", rc[0])
 	}

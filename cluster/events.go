@@ -22,6 +22,10 @@ const (
 	EventMembership = "membership"
 	// EventPrivacy: a user's presence privacy changed.
 	EventPrivacy = "privacy"
+	// EventConsent: users' block or contact lists changed: nodes read
+	// their block lists again and end the presence subscriptions that no
+	// longer hold.
+	EventConsent = "consent"
 	// EventTokensRevoked: access tokens were revoked (a session ended, a
 	// password changed): the connections authenticated with them end at
 	// once, and no node accepts them from its cache of verified tokens.
@@ -42,6 +46,12 @@ type Membership struct {
 // Privacy is EventPrivacy's body.
 type Privacy struct {
 	User string `json:"user"`
+}
+
+// Consent is EventConsent's body: the users whose lists changed, or who
+// entered or left one.
+type Consent struct {
+	Users []string `json:"users"`
 }
 
 // Revoked is the body of EventTokensRevoked and EventUserDeleted: the

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,7 +24,17 @@ var (
 	ErrTooManyMembers = errors.New("too many members")
 	ErrInvalidName    = errors.New("group name must have 1 to 128 visible characters")
 	ErrInvalidMember  = errors.New("member must be an existing user id")
+	// ErrNotAccepted: a user's consent settings do not let the caller add
+	// it to a group (it blocked the caller, or takes adds only from its
+	// contacts, or from nobody). The error names the users, not why.
+	ErrNotAccepted = errors.New("these users do not accept group invitations from you")
 )
+
+// Consent says who lets whom add them to groups (consent.Service).
+type Consent interface {
+	// RefusedAdds returns those of users who do not let adder add them.
+	RefusedAdds(ctx context.Context, adder string, users []string) ([]string, error)
+}
 
 // Store is what groups need from storage.
 type Store interface {
@@ -48,6 +59,9 @@ type Broker interface {
 type Config struct {
 	// MaxMembers is the largest group. Default 1024.
 	MaxMembers int
+	// Consent refuses adds its users do not allow. nil: anyone may add
+	// anyone.
+	Consent Consent
 }
 
 // Service manages groups.
@@ -101,6 +115,9 @@ func (s *Service) Create(ctx context.Context, owner, name string, members []stri
 	}
 	if len(ms) > s.cfg.MaxMembers {
 		return storage.Group{}, fmt.Errorf("%w: at most %d", ErrTooManyMembers, s.cfg.MaxMembers)
+	}
+	if err := s.accepted(ctx, owner, members); err != nil {
+		return storage.Group{}, err
 	}
 	g := storage.Group{ID: newID(), Name: name, Owner: owner, Members: ms}
 	if err := s.store.CreateGroup(ctx, g); err != nil {
@@ -166,6 +183,9 @@ func (s *Service) AddMember(ctx context.Context, caller, id, user string) (stora
 	if len(g.Members) >= s.cfg.MaxMembers {
 		return storage.Group{}, fmt.Errorf("%w: the group has %d members, the limit", ErrTooManyMembers, len(g.Members))
 	}
+	if err := s.accepted(ctx, caller, []string{user}); err != nil {
+		return storage.Group{}, err
+	}
 	if err := s.store.AddMember(ctx, id, user, storage.RoleMember); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return storage.Group{}, fmt.Errorf("%w: %w", ErrInvalidMember, err)
@@ -178,6 +198,22 @@ func (s *Service) AddMember(ctx context.Context, caller, id, user string) (stora
 	}
 	s.notice(ctx, user, protocol.TypeMemberAdded, caller, id, g.Name)
 	return s.store.GetGroup(ctx, id)
+}
+
+// accepted returns ErrNotAccepted, naming them, when some of users do not
+// let adder add them to a group.
+func (s *Service) accepted(ctx context.Context, adder string, users []string) error {
+	if s.cfg.Consent == nil {
+		return nil
+	}
+	refused, err := s.cfg.Consent.RefusedAdds(ctx, adder, users)
+	if err != nil {
+		return fmt.Errorf("group consent: %w", err)
+	}
+	if len(refused) > 0 {
+		return fmt.Errorf("%w: %s", ErrNotAccepted, strings.Join(refused, ", "))
+	}
+	return nil
 }
 
 // RemoveMember removes user from the group: the owner may remove anyone but

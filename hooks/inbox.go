@@ -562,6 +562,24 @@ func (h *Inbox) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet
 // whole rate.
 func (h *Inbox) UseSpread(s UserSpread) { h.pub.useSpread(s) }
 
+// Blocks answers whether one user blocked another (consent.Service).
+type Blocks interface {
+	// Blocked reports whether owner blocked other.
+	Blocked(ctx context.Context, owner, other string) (bool, error)
+}
+
+// eitherBlocked reports whether a blocked b or b blocked a.
+func eitherBlocked(ctx context.Context, bs Blocks, a, b string) (bool, error) {
+	if ok, err := bs.Blocked(ctx, a, b); ok || err != nil {
+		return ok, err
+	}
+	return bs.Blocked(ctx, b, a)
+}
+
+// UseBlocks refuses direct messages and typing notifications between users
+// one of whom blocked the other. Call it before the broker serves.
+func (h *Inbox) UseBlocks(b Blocks) { h.pub.blocks = b }
+
 // UserShare returns how many nodes user's publish rate is split between on
 // this node, as last counted: 0 if it never was (a single node, a user that
 // has not published lately, or no answer yet), which means the whole rate.

@@ -21,13 +21,14 @@ import (
 )
 
 // PresenceStore is what the Presence hook needs from storage: last-seen
-// times, privacy settings, and who shares a conversation with whom.
+// times, privacy settings, and users' contact lists.
 type PresenceStore interface {
 	SetLastSeen(ctx context.Context, seen map[string]time.Time) error
 	LastSeen(ctx context.Context, users []string) (map[string]time.Time, error)
 	SetPresencePrivacy(ctx context.Context, user, privacy string) error
 	PresencePrivacy(ctx context.Context, user string) (string, error)
-	SharesConversation(ctx context.Context, a, b string) (bool, error)
+	// IsContact reports whether contact is in user's own contact list.
+	IsContact(ctx context.Context, user, contact string) (bool, error)
 }
 
 // PresenceDirectory shares presence between the nodes of a cluster: each
@@ -124,6 +125,7 @@ type Presence struct {
 	mq      broker
 	refuser Refuser
 	dir     PresenceDirectory // the cluster's; nil on a single node
+	blocks  Blocks            // nil: nobody blocks anybody
 	isAdmin func(string) bool
 	now     func() time.Time
 
@@ -453,6 +455,10 @@ func (h *Presence) retain(user string, p protocol.Presence) {
 // UseDirectory makes the hook show presence across the nodes of a cluster.
 // Call it before the broker serves.
 func (h *Presence) UseDirectory(d PresenceDirectory) { h.dir = d }
+
+// UseBlocks hides a user's presence from those it blocked and those who
+// blocked it. Call it before the broker serves.
+func (h *Presence) UseBlocks(b Blocks) { h.blocks = b }
 
 // PresenceChanged retains user's state in the cluster as it is now: another
 // node changed it (lastSeen, if not 0, is when the user went offline
@@ -789,6 +795,13 @@ func (h *Presence) mayView(ctx context.Context, viewer, user string) (bool, erro
 	if viewer == user || h.isAdmin(viewer) {
 		return true, nil
 	}
+	if h.blocks != nil {
+		// Either way: a blocked user does not see its blocker, and the
+		// blocker does not watch whom it blocked.
+		if b, err := eitherBlocked(ctx, h.blocks, user, viewer); b || err != nil {
+			return false, err
+		}
+	}
 	privacy, err := h.store.PresencePrivacy(ctx, user)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
@@ -800,7 +813,7 @@ func (h *Presence) mayView(ctx context.Context, viewer, user string) (bool, erro
 	case storage.PrivacyEveryone:
 		return true, nil
 	case storage.PrivacyContacts:
-		return h.store.SharesConversation(ctx, viewer, user)
+		return h.store.IsContact(ctx, user, viewer)
 	}
 	return false, nil
 }

@@ -45,6 +45,10 @@ type publisher struct {
 	delivered recentIDs   // messages this node stored and delivered lately (retries are not delivered twice)
 	published sync.Map    // *mqtt.Client -> published: stored by OnPublish, delivered by OnPublished
 
+	// blocks refuses direct messages between users one of whom blocked
+	// the other; nil: nobody blocks anybody. Set before start.
+	blocks Blocks
+
 	// In a cluster (set before start, then read only): how many nodes a
 	// user's rate is split between, asked by the share workers
 	// (runShares) for the users publishing here.
@@ -292,6 +296,11 @@ func (p *publisher) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet,
 	if err != nil {
 		return p.refuse(cl, sess, pk, err)
 	}
+	if t.Kind == protocol.KindUser && t.ID != sess.user && !sess.admin && p.blocks != nil && sub.Type != protocol.TypeRead {
+		if out, err, done := p.checkBlocks(cl, sess, pk, t, sub.Type); done {
+			return out, err
+		}
+	}
 	switch sub.Type {
 	case protocol.TypeTyping:
 		sess.pending = append(sess.pending, protocol.Entry{Inbox: t.String(), From: sess.user, To: t.ID,
@@ -347,6 +356,42 @@ func (p *publisher) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet,
 	// A retry of a message this node delivered is acknowledged and not
 	// delivered again.
 	return pk, packets.CodeSuccessIgnore
+}
+
+// checkBlocks refuses a message or typing notification between a sender
+// and a recipient one of whom blocked the other (done). The blocked sender
+// is told only what the protocol must: that the message was not stored,
+// as 0x87 "not authorized" (an error entry for MQTT 3.1.1), with a reason
+// that says the recipient does not accept it, not why. Its typing
+// notifications are dropped without a word, as QoS 0 allows. A sender who
+// blocked the recipient is told so, to unblock first. A store that cannot
+// say fails the publish as unavailable (retryable), never lets it through.
+func (p *publisher) checkBlocks(cl *mqtt.Client, sess *session, pk packets.Packet, t protocol.Topic, typ string) (packets.Packet, error, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
+	defer cancel()
+	byRecipient, err := p.blocks.Blocked(ctx, t.ID, sess.user)
+	var bySender bool
+	if err == nil && !byRecipient {
+		bySender, err = p.blocks.Blocked(ctx, sess.user, t.ID)
+	}
+	switch {
+	case err != nil:
+		p.log.Warn("check blocks", "client", cl.ID, "error", err)
+		out, err := p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeUnavailable})
+		return out, err, true
+	case !byRecipient && !bySender:
+		return pk, nil, false
+	case typ == protocol.TypeTyping:
+		p.metrics.Refused.WithLabelValues("blocked").Inc()
+		return pk, packets.CodeSuccessIgnore, true
+	case bySender:
+		out, err := p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized,
+			Detail: "you blocked " + t.ID + ": unblock them to send"})
+		return out, err, true
+	}
+	out, err := p.refuse(cl, sess, pk, &protocol.Error{Code: protocol.CodeNotAuthorized,
+		Detail: t.ID + " does not accept your messages"})
+	return out, err, true
 }
 
 // throttle takes a publish's token from the connection's and the user's

@@ -134,6 +134,10 @@ func CopyTables() []Table {
 		// 007_deliveries.sql
 		{Name: "deliveries", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
 		// 008_sessions.sql adds columns to users and tokens (above).
+		// 009_consent.sql
+		{Name: "blocks", Columns: []Column{text("user_id"), text("peer"), timestamp("created_at")}},
+		{Name: "contact_list", Columns: []Column{text("user_id"), text("peer"), timestamp("created_at")}},
+		{Name: "consent", Columns: []Column{text("user_id"), text("group_adds")}},
 	}
 }
 

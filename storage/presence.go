@@ -8,7 +8,7 @@ import (
 // Presence privacy settings: who may see a user's presence.
 const (
 	PrivacyEveryone = "everyone" // any signed-in user (the default)
-	PrivacyContacts = "contacts" // users who share a conversation: a DM either way, or a group
+	PrivacyContacts = "contacts" // the users in the user's own contact list (Consent)
 	PrivacyNobody   = "nobody"
 )
 
@@ -33,7 +33,4 @@ type Presence interface {
 	// PresencePrivacy returns a user's privacy (PrivacyEveryone by default),
 	// or ErrNotFound for an unknown user.
 	PresencePrivacy(ctx context.Context, user string) (string, error)
-	// SharesConversation reports whether a and b have exchanged a direct
-	// message (the contacts table) or are current members of one group.
-	SharesConversation(ctx context.Context, a, b string) (bool, error)
 }

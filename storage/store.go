@@ -46,6 +46,7 @@ type Store interface {
 	Groups
 	Reads
 	Presence
+	Consent
 	Push
 	Deliveries
 	Maintenance
@@ -149,8 +150,9 @@ type Users interface {
 	// DeleteUser deletes an account and what the store keeps of it, in one
 	// transaction: its tokens (whose hashes it returns), its inbox and the
 	// entries in it, its push tokens, settings, mutes and queued pushes,
-	// the delivery cursors of its devices, its read markers, its contact list, its
-	// presence, its idempotency keys; its current group memberships end as
+	// the delivery cursors of its devices, its read markers, its conversation partners (the contacts
+	// table), its block list, contact list and consent settings and its place
+	// in others' lists, its presence, its idempotency keys; its current group memberships end as
 	// a removal at each group's last seq. The user's row stays as a
 	// tombstone (User.Deleted, DeletedUserName, no password) so that the
 	// id is never reused and the messages it sent, which stay in other

@@ -179,7 +179,9 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 	}
 	cp := &paho.Connect{ClientID: clientID, Username: user, UsernameFlag: true, Password: []byte(secret), PasswordFlag: true,
 		CleanStart: o.CleanStart, KeepAlive: ka, WillMessage: o.Will,
-		Properties: &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry}}
+		// RequestProblemInfo as MQTT 5 clients send it by default (paho's
+		// zero value would ask the server for no reason strings).
+		Properties: &paho.ConnectProperties{SessionExpiryInterval: &o.SessionExpiry, RequestProblemInfo: true}}
 	if o.ReceiveMaximum > 0 {
 		cp.Properties.ReceiveMaximum = &o.ReceiveMaximum
 	}

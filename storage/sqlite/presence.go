@@ -114,22 +114,3 @@ func (s *Store) PresencePrivacy(ctx context.Context, user string) (string, error
 	}
 	return p, nil
 }
-
-// SharesConversation reports whether a and b exchanged a direct message
-// (either way) or are both current members of a group.
-func (s *Store) SharesConversation(ctx context.Context, a, b string) (bool, error) {
-	ctx, cancel, err := s.reading(ctx)
-	if err != nil {
-		return false, fmt.Errorf("shares conversation: %w", err)
-	}
-	defer cancel()
-	var ok bool
-	if err := s.rdb.QueryRowContext(ctx, `SELECT
-		EXISTS (SELECT 1 FROM contacts WHERE (user_id = ?1 AND peer = ?2) OR (user_id = ?2 AND peer = ?1))
-		OR EXISTS (SELECT 1 FROM group_members x JOIN group_members y ON y.group_id = x.group_id
-			WHERE x.user_id = ?1 AND y.user_id = ?2 AND x.removed_seq IS NULL AND y.removed_seq IS NULL)`,
-		a, b).Scan(&ok); err != nil {
-		return false, fmt.Errorf("shares conversation: %w", s.readErr(err))
-	}
-	return ok, nil
-}

@@ -214,6 +214,11 @@ func (s *Store) DeleteUser(ctx context.Context, user string, at time.Time) ([][]
 				[]any{inbox, user}},
 			{"DELETE FROM presence WHERE user_id = ?", []any{user}},
 			{"DELETE FROM contacts WHERE user_id = ?", []any{user}},
+			// Its block and contact lists and settings, and its place in
+			// others' lists.
+			{"DELETE FROM blocks WHERE user_id = ?1 OR peer = ?1", []any{user}},
+			{"DELETE FROM contact_list WHERE user_id = ?1 OR peer = ?1", []any{user}},
+			{"DELETE FROM consent WHERE user_id = ?", []any{user}},
 			{"DELETE FROM dedup WHERE sender = ?", []any{user}},
 			// Leaving as a removal: a former member's view of a group ends
 			// at its removed_seq (here, the group's last seq).

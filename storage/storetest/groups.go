@@ -11,9 +11,8 @@ import (
 
 func groupTests() map[string]func(t *testing.T, s storage.Store) {
 	return map[string]func(t *testing.T, s storage.Store){
-		"groups":          testGroups,
-		"group members":   testGroupMembers,
-		"contacts of DMs": testContacts,
+		"groups":        testGroups,
+		"group members": testGroupMembers,
 	}
 }
 
@@ -123,21 +122,5 @@ func testGroupMembers(t *testing.T, s storage.Store) {
 	}
 	if m, _ := s.GetMembership(ctx(t), "g1", "dave"); !m.Current || m.RemovedSeq != 0 {
 		t.Fatalf("re-added: %+v", m)
-	}
-}
-
-func testContacts(t *testing.T, s storage.Store) {
-	p := storage.Presence(s)
-	mustUser(t, s, "alice", "bob", "carol")
-	if _, _, err := s.Append(ctx(t), dm("alice", "bob", "")); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range []struct {
-		a, b string
-		want bool
-	}{{"alice", "bob", true}, {"bob", "alice", true}, {"alice", "carol", false}} {
-		if got, err := p.SharesConversation(ctx(t), c.a, c.b); err != nil || got != c.want {
-			t.Errorf("SharesConversation(%s, %s) = %v, %v; want %v", c.a, c.b, got, err, c.want)
-		}
 	}
 }

@@ -10,10 +10,8 @@ import (
 
 func presenceTests() map[string]func(t *testing.T, s storage.Store) {
 	return map[string]func(t *testing.T, s storage.Store){
-		"last seen":                   testLastSeen,
-		"presence privacy":            testPresencePrivacy,
-		"shares conversation: DMs":    testSharesConversationDM,
-		"shares conversation: groups": testSharesConversationGroup,
+		"last seen":        testLastSeen,
+		"presence privacy": testPresencePrivacy,
 	}
 }
 
@@ -85,64 +83,5 @@ func testPresencePrivacy(t *testing.T, s storage.Store) {
 	}
 	if _, err := s.PresencePrivacy(ctx(t), "nobody"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("PresencePrivacy of an unknown user: err = %v; want ErrNotFound", err)
-	}
-}
-
-func shares(t *testing.T, s storage.Store, a, b string) bool {
-	t.Helper()
-	ok, err := s.SharesConversation(ctx(t), a, b)
-	if err != nil {
-		t.Fatalf("SharesConversation(%s, %s): %v", a, b, err)
-	}
-	return ok
-}
-
-func testSharesConversationDM(t *testing.T, s storage.Store) {
-	mustUser(t, s, "alice", "bob", "carol")
-	if shares(t, s, "alice", "bob") {
-		t.Fatal("strangers share a conversation")
-	}
-	if _, _, err := s.Append(ctx(t), dm("alice", "bob", "")); err != nil {
-		t.Fatal(err)
-	}
-	if !shares(t, s, "alice", "bob") || !shares(t, s, "bob", "alice") {
-		t.Fatal("a DM from alice to bob does not make them share a conversation, both ways")
-	}
-	if shares(t, s, "alice", "carol") || shares(t, s, "bob", "carol") {
-		t.Fatal("carol shares a conversation she is not in")
-	}
-	// A note to oneself makes no contact.
-	if _, _, err := s.Append(ctx(t), dm("carol", "carol", "")); err != nil {
-		t.Fatal(err)
-	}
-	if shares(t, s, "carol", "alice") {
-		t.Fatal("a note to oneself made a contact")
-	}
-}
-
-func testSharesConversationGroup(t *testing.T, s storage.Store) {
-	mustUser(t, s, "alice", "bob", "carol", "dave")
-	g := storage.Group{ID: "trip", Name: "Trip", Owner: "alice", Members: []storage.Member{
-		{User: "alice", Role: storage.RoleOwner}, {User: "bob", Role: storage.RoleMember}}}
-	if err := s.CreateGroup(ctx(t), g); err != nil {
-		t.Fatal(err)
-	}
-	if !shares(t, s, "alice", "bob") || !shares(t, s, "bob", "alice") {
-		t.Fatal("members of one group do not share a conversation")
-	}
-	if shares(t, s, "alice", "carol") {
-		t.Fatal("a non-member shares the group's conversation")
-	}
-	if err := s.AddMember(ctx(t), "trip", "carol", storage.RoleMember); err != nil {
-		t.Fatal(err)
-	}
-	if !shares(t, s, "carol", "bob") {
-		t.Fatal("an added member does not share the group's conversation")
-	}
-	if err := s.RemoveMember(ctx(t), "trip", "carol", 1); err != nil {
-		t.Fatal(err)
-	}
-	if shares(t, s, "carol", "bob") || shares(t, s, "bob", "carol") {
-		t.Fatal("a removed member still shares the group's conversation")
 	}
 }

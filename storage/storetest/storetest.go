@@ -41,6 +41,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	for name, test := range presenceTests() {
 		tests[name] = test
 	}
+	for name, test := range consentTests() {
+		tests[name] = test
+	}
 	for name, test := range pushTests() {
 		tests[name] = test
 	}

@@ -71,6 +71,9 @@ type Config struct {
 	// Push serves /v1/devices, /v1/me/push and /v1/me/mutes. Optional: nil
 	// when push notifications are off.
 	Push PushStore
+	// MaxPushDevices is the most push tokens one user keeps: registering
+	// one more deletes the user's least recently updated. Default 10.
+	MaxPushDevices int
 	// Presence serves /v1/presence and /v1/me/presence. Optional.
 	Presence Presence
 	// Consent serves /v1/me/blocks, /v1/me/contacts and /v1/me/consent.
@@ -99,6 +102,9 @@ type API struct {
 func New(cfg Config, accounts Accounts, store Store, log *slog.Logger) *API {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.MaxPushDevices <= 0 {
+		cfg.MaxPushDevices = 10
 	}
 	a := &API{cfg: cfg, accounts: accounts, store: store, log: log, mux: http.NewServeMux()}
 	a.mux.HandleFunc("POST /v1/users", a.createUser)

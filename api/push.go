@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
 	"time"
 
+	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 )
@@ -14,7 +16,7 @@ import (
 // PushStore is what the push routes need: tokens, settings and mutes.
 // storage.Store implements it.
 type PushStore interface {
-	PutPushDevice(ctx context.Context, d storage.PushDevice) error
+	PutPushDevice(ctx context.Context, d storage.PushDevice, maxDevices int) error
 	PushDevices(ctx context.Context, user string) ([]storage.PushDevice, error)
 	DeletePushDevice(ctx context.Context, user, token string) error
 	SetPushPreview(ctx context.Context, user string, on bool) error
@@ -42,19 +44,37 @@ func (a *API) registerPush() {
 }
 
 type deviceBody struct {
-	Platform    string     `json:"platform"`
-	Token       string     `json:"token"`
-	Device      string     `json:"device,omitempty"`
-	Environment string     `json:"environment,omitempty"`
-	UpdatedAt   *time.Time `json:"updated_at,omitempty"`
+	Platform    string `json:"platform"`
+	Token       string `json:"token"`
+	Device      string `json:"device,omitempty"`
+	Environment string `json:"environment,omitempty"`
+	// Session is the id of the session that registered the token (as
+	// GET /v1/me/sessions names it): ending that session unregisters the
+	// token. Set by the server (a token is bound to the request's session);
+	// a value sent is ignored, as updated_at is.
+	Session   string     `json:"session,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
 }
 
 func toDeviceBody(d storage.PushDevice) deviceBody {
 	t := d.UpdatedAt.UTC()
-	return deviceBody{Platform: d.Platform, Token: d.Token, Device: d.Device, Environment: d.Environment, UpdatedAt: &t}
+	b := deviceBody{Platform: d.Platform, Token: d.Token, Device: d.Device, Environment: d.Environment, UpdatedAt: &t}
+	if len(d.Session) > 0 {
+		b.Session = auth.SessionID(d.Session)
+	}
+	return b
 }
 
-// putDevice registers or refreshes a push token for the caller.
+// errPushTokenTaken is the answer to a registration of another account's
+// push token.
+const errPushTokenTaken = "push token is registered to another account; sign out there first"
+
+// putDevice registers or refreshes a push token for the caller, bound to
+// the request's session (its access token), and evicts the caller's least
+// recently updated tokens past MaxPushDevices. A token that another
+// account's session registered is refused (409) while that session lives:
+// knowing a device token must not be enough to receive its owner's
+// notifications.
 func (a *API) putDevice(w http.ResponseWriter, r *http.Request, user string) {
 	var b deviceBody
 	if !decode(w, r, &b) {
@@ -80,12 +100,20 @@ func (a *API) putDevice(w http.ResponseWriter, r *http.Request, user string) {
 	if b.Platform == "fcm" {
 		b.Environment = ""
 	}
-	d := storage.PushDevice{Token: b.Token, User: user, Platform: b.Platform, Environment: b.Environment, Device: b.Device}
-	if err := a.cfg.Push.PutPushDevice(r.Context(), d); err != nil {
+	session := auth.HashToken(bearer(r))
+	d := storage.PushDevice{Token: b.Token, User: user, Platform: b.Platform, Environment: b.Environment, Device: b.Device,
+		Session: session[:]}
+	err := a.cfg.Push.PutPushDevice(r.Context(), d, a.cfg.MaxPushDevices)
+	if errors.Is(err, storage.ErrPushTokenTaken) {
+		a.log.Info("push token refused: registered to another account", "user", user, "platform", b.Platform)
+		writeError(w, http.StatusConflict, errPushTokenTaken)
+		return
+	}
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	b.UpdatedAt = nil
+	b.Session, b.UpdatedAt = auth.SessionID(session[:]), nil
 	writeJSON(w, http.StatusOK, b)
 }
 

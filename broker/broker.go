@@ -127,6 +127,10 @@ type Config struct {
 	// Push tunes the push service (grace period, workers); used when
 	// Deps.Push is set.
 	Push push.ServiceConfig
+	// MaxPushDevices is the most push tokens one user keeps: registering
+	// one more deletes the user's least recently updated (POST
+	// /v1/devices). Default 10.
+	MaxPushDevices int
 	// Maintenance prunes expired tokens, old idempotency keys and the
 	// cursors of devices gone for good.
 	Maintenance MaintenanceConfig
@@ -478,6 +482,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Consent:  cons,
 		Push:     pushAPI,
 		Sessions: s.sessions,
+
+		MaxPushDevices: cfg.MaxPushDevices,
 
 		AdminListener: cfg.AdminAddr != "",
 	}, d.Accounts, d.Store, log.With("component", "api"))

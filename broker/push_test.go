@@ -3,10 +3,13 @@ package broker_test
 import (
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/parleychat/parley/broker"
 	"github.com/parleychat/parley/broker/brokertest"
 	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/push"
@@ -21,13 +24,16 @@ type pushRig struct {
 }
 
 // startPush starts fake providers and a node with push on and the given
-// grace period.
-func startPush(t *testing.T, o brokertest.Options, grace time.Duration) *pushRig {
+// grace period; configure, if given, changes the node's configuration.
+func startPush(t *testing.T, o brokertest.Options, grace time.Duration, configure ...func(*broker.Config)) *pushRig {
 	t.Helper()
 	r := &pushRig{apns: pushtest.NewAPNsServer(t), fcm: pushtest.NewFCMServer(t)}
 	o.Push = newRouter(t, r.apns, r.fcm)
 	o.Config = brokertestConfig()
 	o.Config.Push = push.ServiceConfig{Grace: grace, Poll: 20 * time.Millisecond}
+	for _, f := range configure {
+		f(&o.Config)
+	}
 	r.n = brokertest.Start(t, o)
 	return r
 }
@@ -53,13 +59,44 @@ func apnsToken(name string) string {
 
 func register(t *testing.T, n *brokertest.Node, bearer, platform, token string) {
 	t.Helper()
+	if code, msg := tryRegister(t, n, bearer, platform, token); code != http.StatusOK {
+		t.Fatalf("register %s token: status %d %q", platform, code, msg)
+	}
+}
+
+// tryRegister registers a push token and returns the status and the error
+// message, if any.
+func tryRegister(t *testing.T, n *brokertest.Node, bearer, platform, token string) (int, string) {
+	t.Helper()
 	body := map[string]string{"platform": platform, "token": token, "device": "phone"}
 	if platform == "apns" {
 		body["environment"] = "sandbox"
 	}
-	if code := n.HTTPDo("POST", "/v1/devices", bearer, body, nil); code != http.StatusOK {
-		t.Fatalf("register %s token: status %d", platform, code)
+	var out struct{ Error string }
+	code := n.HTTPDo("POST", "/v1/devices", bearer, body, &out)
+	return code, out.Error
+}
+
+// pushDevice is a push token as GET /v1/devices lists it.
+type pushDevice struct{ Token, Platform, Environment, Device, Session string }
+
+// devices returns the caller's push tokens, least recently updated first.
+func devices(t *testing.T, n *brokertest.Node, bearer string) []pushDevice {
+	t.Helper()
+	var out struct{ Devices []pushDevice }
+	if code := n.HTTPDo("GET", "/v1/devices", bearer, nil, &out); code != http.StatusOK {
+		t.Fatalf("GET /v1/devices: status %d", code)
 	}
+	return out.Devices
+}
+
+// deviceTokens returns the tokens of ds, in order.
+func deviceTokens(ds []pushDevice) []string {
+	out := make([]string, len(ds))
+	for i, d := range ds {
+		out[i] = d.Token
+	}
+	return out
 }
 
 // waitCount waits until count() reaches want, then checks that it stays
@@ -390,29 +427,194 @@ func testPushDevicesHTTP(t *testing.T, o brokertest.Options) {
 			t.Errorf("%s: %d, want %d", c.name, code, c.want)
 		}
 	}
-	var out struct {
-		Devices []struct{ Token, Platform, Environment, Device string }
+	var sessions struct{ Sessions []struct{ ID string } }
+	n.HTTPDo("GET", "/v1/me/sessions", at, nil, &sessions)
+	ds := devices(t, n, at)
+	if len(ds) != 1 || ds[0].Token != tok || ds[0].Environment != "sandbox" || len(sessions.Sessions) != 1 ||
+		ds[0].Session != sessions.Sessions[0].ID {
+		t.Fatalf("alice's devices = %+v, want the token bound to her session %+v", ds, sessions.Sessions)
 	}
-	n.HTTPDo("GET", "/v1/devices", at, nil, &out)
-	if len(out.Devices) != 1 || out.Devices[0].Token != tok || out.Devices[0].Environment != "sandbox" {
-		t.Fatalf("alice's devices = %+v", out.Devices)
+	// Bob cannot take it (testPushTokenBound has the rest), nor delete it.
+	if code, msg := tryRegister(t, n, bt, "apns", tok); code != http.StatusConflict {
+		t.Fatalf("bob registers alice's token: %d %q, want 409", code, msg)
 	}
-	// The token moves to bob.
-	register(t, n, bt, "apns", tok)
-	n.HTTPDo("GET", "/v1/devices", at, nil, &out)
-	if len(out.Devices) != 0 {
-		t.Fatalf("alice still has %+v", out.Devices)
+	if code := n.HTTPDo("DELETE", "/v1/devices/"+tok, bt, nil, nil); code != 404 {
+		t.Fatalf("bob deletes alice's token: %d, want 404", code)
 	}
-	if code := n.HTTPDo("DELETE", "/v1/devices/"+tok, at, nil, nil); code != 404 {
-		t.Fatalf("alice deletes bob's token: %d, want 404", code)
-	}
-	if code := n.HTTPDo("DELETE", "/v1/devices/"+tok, bt, nil, nil); code != 204 {
+	if code := n.HTTPDo("DELETE", "/v1/devices/"+tok, at, nil, nil); code != 204 {
 		t.Fatalf("delete: %d", code)
 	}
-	n.HTTPDo("GET", "/v1/devices", bt, nil, &out)
-	if len(out.Devices) != 0 {
-		t.Fatalf("bob still has %+v", out.Devices)
+	if ds := devices(t, n, at); len(ds) != 0 {
+		t.Fatalf("alice still has %+v", ds)
 	}
+}
+
+func TestPushTokenBound(t *testing.T) { forEachStore(t, testPushTokenBound) }
+
+// testPushTokenBound: a push token stays with the session that registered
+// it. Another account's registration is refused (409) and the token goes on
+// pushing to its owner; once the owner's session ends (ended from another
+// session, or signed out) the token is unregistered and the other account
+// may have it.
+func testPushTokenBound(t *testing.T, o brokertest.Options) {
+	r := startPush(t, o, 100*time.Millisecond)
+	n := r.n
+	at, ct := n.User("alice"), n.User("carol")
+	bobPhone := n.User("bob")
+	bobLaptop := n.Login("bob")
+	tok := apnsToken("second-hand-phone")
+	register(t, n, bobPhone, "apns", tok)
+
+	code, msg := tryRegister(t, n, at, "apns", tok)
+	if code != http.StatusConflict || !strings.Contains(msg, "registered to another account") {
+		t.Fatalf("alice registers bob's token: %d %q, want 409 saying it is another account's", code, msg)
+	}
+	carol := n.MustV5("carol", ct, "carol", brokertest.V5Options{})
+	carol.Pub(t, "u/bob", `{"body":{"text":"for bob"}}`)
+	waitCount(t, "push to bob", r.apns.Count, 1, 0)
+	if got := r.apns.Requests()[0]; got.Token != tok || got.Data["inbox"] != "u/bob" {
+		t.Fatalf("pushed %+v, want bob's message to his token", got)
+	}
+
+	// Bob ends his phone's session from the laptop: the token goes with it.
+	ds := devices(t, n, bobLaptop)
+	if len(ds) != 1 || ds[0].Session == "" {
+		t.Fatalf("bob's devices = %+v", ds)
+	}
+	if code := n.HTTPDo("DELETE", "/v1/me/sessions/"+ds[0].Session, bobLaptop, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("end the phone's session: %d", code)
+	}
+	if ds := devices(t, n, bobLaptop); len(ds) != 0 {
+		t.Fatalf("bob's devices after the phone's session ended = %+v, want none", ds)
+	}
+	register(t, n, at, "apns", tok)
+	carol.Pub(t, "u/alice", `{"body":{"text":"for alice"}}`)
+	waitCount(t, "push to alice", r.apns.Count, 2, 0)
+	if got := r.apns.Requests()[1]; got.Token != tok || got.Data["inbox"] != "u/alice" {
+		t.Fatalf("pushed %+v, want alice's message to the token", got)
+	}
+
+	// Now bob is refused; alice may register it again from another
+	// session, and signing that one out frees the token.
+	if code, _ := tryRegister(t, n, bobLaptop, "apns", tok); code != http.StatusConflict {
+		t.Fatalf("bob registers alice's token: %d, want 409", code)
+	}
+	aliceAgain := n.Login("alice")
+	register(t, n, aliceAgain, "apns", tok)
+	if code := n.HTTPDo("DELETE", "/v1/tokens/current", aliceAgain, nil, nil); code != http.StatusNoContent {
+		t.Fatalf("sign out: %d", code)
+	}
+	if ds := devices(t, n, at); len(ds) != 0 {
+		t.Fatalf("alice's devices after signing out = %+v, want none", ds)
+	}
+	register(t, n, bobLaptop, "apns", tok)
+}
+
+func TestPushDeviceCap(t *testing.T) { forEachStore(t, testPushDeviceCap) }
+
+// testPushDeviceCap: past push.max_devices, registering a token unregisters
+// the user's least recently updated one; the others go on pushing.
+func testPushDeviceCap(t *testing.T, o brokertest.Options) {
+	r := startPush(t, o, 100*time.Millisecond, func(c *broker.Config) { c.MaxPushDevices = 2 })
+	n := r.n
+	at, bt := n.User("alice"), n.User("bob")
+	register(t, n, bt, "fcm", "fcm-1")
+	register(t, n, bt, "fcm", "fcm-2")
+	register(t, n, bt, "fcm", "fcm-3") // fcm-1 goes
+	if got := deviceTokens(devices(t, n, bt)); !slices.Equal(got, []string{"fcm-2", "fcm-3"}) {
+		t.Fatalf("bob's tokens = %v, want fcm-2, fcm-3", got)
+	}
+	register(t, n, bt, "fcm", "fcm-2") // a refresh, as an app's every launch
+	register(t, n, bt, "fcm", "fcm-4") // fcm-3 goes
+	if got := deviceTokens(devices(t, n, bt)); !slices.Equal(got, []string{"fcm-2", "fcm-4"}) {
+		t.Fatalf("bob's tokens = %v, want fcm-2, fcm-4", got)
+	}
+	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
+	alice.Pub(t, "u/bob", `{"body":{"text":"hi"}}`)
+	waitCount(t, "pushes", r.fcm.Count, 2, 300*time.Millisecond)
+	var got []string
+	for _, req := range r.fcm.Requests() {
+		got = append(got, req.Token)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"fcm-2", "fcm-4"}) {
+		t.Fatalf("pushed to %v, want fcm-2 and fcm-4", got)
+	}
+}
+
+func TestPushContentFree(t *testing.T) { forEachStore(t, testPushContentFree) }
+
+// testPushContentFree: with previews off, what reaches APNs and FCM carries
+// no text and no name (the sender's, the group's), only the ids the app
+// fetches the message by; APNs gets mutable-content for the app's
+// Notification Service Extension. The app then fetches the message with
+// GET /v1/messages.
+func testPushContentFree(t *testing.T, o brokertest.Options) {
+	r := startPush(t, o, 100*time.Millisecond)
+	n := r.n
+	at, bt := n.User("alice"), n.User("bob")
+	register(t, n, bt, "apns", apnsToken("bob-phone"))
+	register(t, n, bt, "fcm", "fcm-bob-tablet")
+	if code := n.HTTPDo("PUT", "/v1/me/push", bt, map[string]bool{"preview": false}, nil); code != 200 {
+		t.Fatalf("preview off: %d", code)
+	}
+	g := createGroup(t, n, at, "Secret Society", "bob")
+	alice := n.MustV5("alice", at, "alice", brokertest.V5Options{})
+	secrets := []string{"classified", "User alice", "Secret Society"}
+	check := func(i int, inbox string) {
+		t.Helper()
+		a, f := r.apns.Requests()[i], r.fcm.Requests()[i]
+		for _, raw := range [][]byte{a.Payload, f.Raw} {
+			for _, s := range secrets {
+				if strings.Contains(string(raw), s) {
+					t.Errorf("a content-free push holds %q: %s", s, raw)
+				}
+			}
+		}
+		if a.Title != "" || a.Body != push.HiddenPreview || a.MutableContent != 1 || a.ThreadID != "" || a.CollapseID != "" {
+			t.Errorf("apns notification = %+v, want content-free and mutable", a)
+		}
+		if f.Title != "" || f.Body != push.HiddenPreview || f.Tag != "" || f.CollapseKey != "" {
+			t.Errorf("fcm notification = %+v, want content-free", f)
+		}
+		for k := range a.Data {
+			if k != "inbox" && k != "seq" && k != "id" && k != "count" {
+				t.Errorf("apns data has %q", k)
+			}
+		}
+		for k := range f.Data {
+			if k != "inbox" && k != "seq" && k != "id" && k != "count" {
+				t.Errorf("fcm data has %q", k)
+			}
+		}
+		if a.Data["inbox"] != inbox || f.Data["inbox"] != inbox || a.Data["id"] != f.Data["id"] || a.Data["seq"] != f.Data["seq"] {
+			t.Fatalf("data: apns %v, fcm %v; want inbox %s", a.Data, f.Data, inbox)
+		}
+		// What the app does with it: fetch the message by inbox and seq.
+		seq, err := strconv.ParseInt(f.Data["seq"], 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Entries []struct {
+				ID   string
+				Body struct{ Text string }
+			}
+		}
+		path := fmt.Sprintf("/v1/messages?inbox=%s&after=%d&limit=1", inbox, seq-1)
+		if code := n.HTTPDo("GET", path, bt, nil, &page); code != 200 || len(page.Entries) != 1 ||
+			page.Entries[0].ID != f.Data["id"] || !strings.HasPrefix(page.Entries[0].Body.Text, "classified") {
+			t.Fatalf("GET %s: %d %+v, want the message", path, code, page.Entries)
+		}
+	}
+	alice.Pub(t, "u/bob", `{"body":{"text":"classified plans"}}`)
+	waitCount(t, "apns, direct", r.apns.Count, 1, 0)
+	waitCount(t, "fcm, direct", r.fcm.Count, 1, 0)
+	check(0, "u/bob")
+	alice.Pub(t, "g/"+g.ID, `{"body":{"text":"classified minutes"}}`)
+	waitCount(t, "apns, group", r.apns.Count, 2, 0)
+	waitCount(t, "fcm, group", r.fcm.Count, 2, 0)
+	check(1, "g/"+g.ID)
 }
 
 func TestPushTokenBounds(t *testing.T) { forEachStore(t, testPushTokenBounds) }

@@ -305,8 +305,9 @@ func (a *APNs) renewToken(ctx context.Context) {
 	}
 }
 
-// apnsPayload encodes the JSON payload: aps (alert, badge, sound, thread)
-// and Data as top-level custom keys.
+// apnsPayload encodes the JSON payload: aps (alert, badge, sound, thread;
+// mutable-content for a content-free notification) and Data as top-level
+// custom keys.
 func apnsPayload(n Notification) ([]byte, error) {
 	p := payload.NewPayload().
 		AlertTitle(n.Title).
@@ -314,6 +315,9 @@ func apnsPayload(n Notification) ([]byte, error) {
 		Badge(n.Badge).
 		Sound("default").
 		ThreadID(n.ThreadID)
+	if n.ContentFree {
+		p.MutableContent()
+	}
 	for k, v := range n.Data {
 		if k != "aps" {
 			p.Custom(k, v)

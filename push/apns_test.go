@@ -145,6 +145,36 @@ func TestAPNsRequest(t *testing.T) {
 	if got.ID == "" {
 		t.Error("no apns-id in the result")
 	}
+	if r.MutableContent != 0 {
+		t.Errorf("mutable-content = %d on a notification with its preview", r.MutableContent)
+	}
+}
+
+// TestAPNsContentFree: with previews off the payload carries no text and no
+// name, no thread or collapse id, and is mutable-content for the app's
+// Notification Service Extension.
+func TestAPNsContentFree(t *testing.T) {
+	srv, a := newAPNs(t)
+	n := push.NewNotification(push.Message{SenderName: "Alice", GroupName: "Team", Text: "Lunch at noon?", Badge: 3,
+		Inbox: "g/team", Seq: 42, ID: "0190a7c2-7d1e-7c3a-9f00-000000000001", Time: time.Now()})
+	got := a.Send(t.Context(), push.Device{Platform: push.PlatformAPNs, Token: token(1), Environment: push.EnvProduction}, n)
+	checkResult(t, got, push.Result{Outcome: push.Sent, Status: 200})
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("got %d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if r.Title != "" || r.Body != push.HiddenPreview || r.ThreadID != "" || r.CollapseID != "" || r.MutableContent != 1 {
+		t.Errorf("content-free notification = %+v", r)
+	}
+	for _, secret := range []string{"Alice", "Team", "Lunch"} {
+		if strings.Contains(string(r.Payload), secret) {
+			t.Errorf("payload %s holds %q", r.Payload, secret)
+		}
+	}
+	if len(r.Data) != 3 || r.Data["inbox"] != "g/team" || r.Data["seq"] != "42" || r.Data["id"] != n.Data["id"] {
+		t.Errorf("custom data = %v, want inbox, seq and id only", r.Data)
+	}
 }
 
 func TestAPNsDefaultsAndLimits(t *testing.T) {

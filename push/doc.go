@@ -21,7 +21,9 @@
 //
 // NewNotification builds the Notification for a chat message: title, preview
 // truncated on a rune boundary, per-conversation thread, unread badge, and the
-// data the app needs to open the conversation.
+// data the app needs to open the conversation; or, for a user who turned
+// previews off, a content-free one (Notification.ContentFree) that carries
+// ids only, for the app to fetch the message and show it itself.
 //
 // Service is the outbox's dispatcher: it claims the push jobs the store
 // queues with each message, after a grace period, decides who gets a push

@@ -118,6 +118,32 @@ func TestFCMRequest(t *testing.T) {
 	}
 }
 
+// TestFCMContentFree: with previews off the message carries no text and no
+// name, and no tag or collapse key (which would name the conversation).
+func TestFCMContentFree(t *testing.T) {
+	srv := pushtest.NewFCMServer(t)
+	f := newFCM(t, srv, nil)
+	n := push.NewNotification(push.Message{SenderName: "Alice", Text: "Lunch at noon?", Badge: 3,
+		Inbox: "u/bob", Conversation: "u/alice", Seq: 42, ID: "0190a7c2-7d1e-7c3a-9f00-000000000001", Time: time.Now()})
+	checkResult(t, f.Send(t.Context(), fcmDevice("tok-1"), n), push.Result{Outcome: push.Sent, Status: 200})
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("got %d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if r.Title != "" || r.Body != push.HiddenPreview || r.Tag != "" || r.CollapseKey != "" {
+		t.Errorf("content-free message = %+v", r)
+	}
+	for _, secret := range []string{"Alice", "alice", "Lunch"} {
+		if strings.Contains(string(r.Raw), secret) {
+			t.Errorf("request %s holds %q", r.Raw, secret)
+		}
+	}
+	if len(r.Data) != 3 || r.Data["inbox"] != "u/bob" || r.Data["seq"] != "42" || r.Data["id"] != n.Data["id"] {
+		t.Errorf("data = %v, want inbox, seq and id only", r.Data)
+	}
+}
+
 func TestFCMFailuresBeforeSending(t *testing.T) {
 	srv := pushtest.NewFCMServer(t)
 	f := newFCM(t, srv, nil)

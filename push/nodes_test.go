@@ -60,7 +60,7 @@ func TestAcknowledgedOnAnotherNode(t *testing.T) {
 					t.Fatal(err)
 				}
 				if u != "alice" {
-					if err := a.PutPushDevice(ctx, storage.PushDevice{Token: "t-" + u, User: u, Platform: "fcm"}); err != nil {
+					if err := a.PutPushDevice(ctx, storage.PushDevice{Token: "t-" + u, User: u, Platform: "fcm"}, 0); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -31,6 +31,12 @@ type Notification struct {
 	// DefaultTTL after the send. A send after Expiry fails as Permanent with
 	// ErrExpired, without reaching the provider.
 	Expiry time.Time
+	// ContentFree says that the notification carries nothing of the
+	// message (see NewNotification): the app fetches the message by the
+	// ids of Data and shows it itself. APNs marks it mutable-content, so
+	// that the app's Notification Service Extension runs and may replace
+	// the generic alert with the message it fetched.
+	ContentFree bool
 }
 
 // Limits and texts of NewNotification.
@@ -63,8 +69,8 @@ type Message struct {
 	GroupName string
 	// Text is the message text; only its start is sent.
 	Text string
-	// Preview is the recipient's setting: false sends HiddenPreview instead
-	// of the text.
+	// Preview is the recipient's setting: false makes the notification
+	// content-free (NewNotification).
 	Preview bool
 	// Badge is the recipient's total unread count, this message included.
 	Badge int
@@ -86,34 +92,50 @@ type Message struct {
 //
 //   - Title: "Alice" for a direct message, "Alice @ Team" in a group.
 //   - Body: the text, cut to MaxBodyRunes with an ellipsis, or HiddenPreview
-//     when Preview is off or there is no text.
+//     when there is no text.
 //   - ThreadID: the conversation; Badge: the unread count.
 //   - Data: {"inbox": Inbox, "seq": Seq, "id": ID}.
+//
+// With Preview off it is content-free (ContentFree): no text and no name,
+// of the sender or of the group, anywhere. The title is empty, the body
+// HiddenPreview, and there is no ThreadID, which for a direct message would
+// name the sender (threads and collapsing are the app's, once it has the
+// message). Data and Badge are as above: ids and a count, for the app to
+// fetch the message (GET /v1/messages) and show it.
 func NewNotification(m Message) Notification {
+	if !m.Preview {
+		return contentFree(m)
+	}
 	title := m.SenderName
 	if m.GroupName != "" {
 		title = m.SenderName + " @ " + m.GroupName
 	}
 	body := HiddenPreview
-	if m.Preview {
-		if t := Truncate(m.Text, MaxBodyRunes); t != "" {
-			body = t
-		}
+	if t := Truncate(m.Text, MaxBodyRunes); t != "" {
+		body = t
 	}
 	thread := m.Conversation
 	if thread == "" {
 		thread = m.Inbox
 	}
+	n := contentFree(m)
+	n.ContentFree = false
+	n.Title, n.Body, n.ThreadID = Truncate(title, MaxTitleRunes), body, thread
+	return n
+}
+
+// contentFree returns m's notification without its text or names: what
+// ends up at Apple's and Google's when previews are off.
+func contentFree(m Message) Notification {
 	n := Notification{
-		Title:    Truncate(title, MaxTitleRunes),
-		Body:     body,
-		ThreadID: thread,
-		Badge:    max(m.Badge, 0),
+		Body:  HiddenPreview,
+		Badge: max(m.Badge, 0),
 		Data: map[string]string{
 			DataInbox: m.Inbox,
 			DataSeq:   strconv.FormatInt(m.Seq, 10),
 			DataID:    m.ID,
 		},
+		ContentFree: true,
 	}
 	if !m.Time.IsZero() {
 		n.Expiry = m.Time.Add(DefaultTTL)

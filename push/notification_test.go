@@ -26,8 +26,11 @@ func TestNewNotification(t *testing.T) {
 			push.Message{SenderName: "Alice", GroupName: "Team", Text: "hi all", Preview: true, Inbox: "g/team"},
 			"Alice @ Team", "hi all", "g/team"},
 		{"preview off",
-			push.Message{SenderName: "Alice", Text: "secret plans", Preview: false, Inbox: "u/bob"},
-			"Alice", push.HiddenPreview, "u/bob"},
+			push.Message{SenderName: "Alice", Text: "secret plans", Preview: false, Inbox: "u/bob", Conversation: "u/alice"},
+			"", push.HiddenPreview, ""},
+		{"preview off in a group",
+			push.Message{SenderName: "Alice", GroupName: "Team", Text: "secret plans", Preview: false, Inbox: "g/team"},
+			"", push.HiddenPreview, ""},
 		{"no text",
 			push.Message{SenderName: "Alice", Text: "  \n ", Preview: true, Inbox: "u/bob"},
 			"Alice", push.HiddenPreview, "u/bob"},
@@ -54,6 +57,9 @@ func TestNewNotification(t *testing.T) {
 			}
 			if n.Badge != 7 {
 				t.Errorf("Badge = %d, want 7", n.Badge)
+			}
+			if n.ContentFree != !m.Preview {
+				t.Errorf("ContentFree = %v with Preview %v", n.ContentFree, m.Preview)
 			}
 			wantData := map[string]string{push.DataInbox: m.Inbox, push.DataSeq: "42", push.DataID: "m1"}
 			if len(n.Data) != len(wantData) {

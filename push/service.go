@@ -346,15 +346,20 @@ func (s *Service) notify(ctx context.Context, tk *task) {
 		return
 	}
 	j := tk.latest
-	msg := Message{Text: bodyText(j.Data), Preview: p.Preview, Inbox: j.Inbox, Seq: j.Seq, ID: j.ID,
-		Conversation: tk.conv, Time: time.UnixMilli(j.TS), SenderName: j.From}
-	if u, err := s.store.GetUser(ctx, j.From); err == nil && u.Name != "" {
-		msg.SenderName = u.Name
-	}
-	if tk.group != nil {
-		msg.GroupName = tk.group.Name
-		if msg.GroupName == "" {
-			msg.GroupName = tk.group.ID
+	msg := Message{Preview: p.Preview, Inbox: j.Inbox, Seq: j.Seq, ID: j.ID,
+		Conversation: tk.conv, Time: time.UnixMilli(j.TS)}
+	if p.Preview {
+		// Text and names only for a preview: a content-free notification
+		// (previews off) has no field to carry them, and they are not read.
+		msg.Text, msg.SenderName = bodyText(j.Data), j.From
+		if u, err := s.store.GetUser(ctx, j.From); err == nil && u.Name != "" {
+			msg.SenderName = u.Name
+		}
+		if tk.group != nil {
+			msg.GroupName = tk.group.Name
+			if msg.GroupName == "" {
+				msg.GroupName = tk.group.ID
+			}
 		}
 	}
 	if cs, err := s.store.Conversations(ctx, tk.user); err == nil {

@@ -248,8 +248,9 @@ func TestServiceDecisions(t *testing.T) {
 	if group.Title != "Name of alice @ Team" || group.Body != "standup" || group.ThreadID != "g/team" || group.Data["count"] != "" {
 		t.Errorf("bob's group notification = %+v", group)
 	}
-	if n := got["t-dave"][0]; n.Body != push.HiddenPreview {
-		t.Errorf("dave's body = %q, want hidden", n.Body)
+	if n := got["t-dave"][0]; n.Body != push.HiddenPreview || n.Title != "" || n.ThreadID != "" || !n.ContentFree ||
+		n.Data[push.DataInbox] != "u/dave" || n.Data[push.DataID] != msgID(4) {
+		t.Errorf("dave's notification (previews off) = %+v, want content-free", n)
 	}
 	if !slices.Equal(st.removed, []string{"t-hank"}) {
 		t.Errorf("removed tokens = %v", st.removed)

@@ -124,7 +124,7 @@ func CopyTables() []Table {
 		{Name: "read_cursors", Columns: []Column{text("user_id"), text("inbox"), text("conv"), integer("seq"), timestamp("updated_at")}},
 		// 005_push.sql
 		{Name: "push_devices", Columns: []Column{text("token"), text("user_id"), text("platform"), text("environment"),
-			text("device"), timestamp("updated_at")}},
+			text("device"), timestamp("updated_at"), {Name: "session", Kind: KindBytes, Null: true}}},
 		{Name: "push_settings", Columns: []Column{text("user_id"), integer("preview")}},
 		{Name: "push_mutes", Columns: []Column{text("user_id"), text("conv"), {Name: "until", Kind: KindTime, Null: true}}},
 		{Name: "push_jobs", Columns: []Column{id("id"), text("inbox"), integer("seq"), text("sender"), text("recipient"),
@@ -133,7 +133,8 @@ func CopyTables() []Table {
 		{Name: "push_acks", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
 		// 007_deliveries.sql
 		{Name: "deliveries", Columns: []Column{id("msg_id"), text("user_id"), timestamp("at")}},
-		// 008_sessions.sql adds columns to users and tokens (above).
+		// 008_sessions.sql adds columns to users and tokens (above);
+		// 010_push_sessions.sql adds push_devices.session (above).
 		// 009_consent.sql
 		{Name: "blocks", Columns: []Column{text("user_id"), text("peer"), timestamp("created_at")}},
 		{Name: "contact_list", Columns: []Column{text("user_id"), text("peer"), timestamp("created_at")}},

@@ -3,11 +3,16 @@ package storage
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"time"
 
 	"github.com/parleychat/parley/protocol"
 )
+
+// ErrPushTokenTaken: PutPushDevice refused a push token that another user
+// registered, from a session that is still valid.
+var ErrPushTokenTaken = errors.New("push token is registered to another user")
 
 // PushDevice is one push token registered by a user's app.
 type PushDevice struct {
@@ -16,7 +21,12 @@ type PushDevice struct {
 	Platform    string // "apns" or "fcm"
 	Environment string // APNs "production" or "sandbox"; "" when unknown or FCM
 	Device      string // the app's name for the installation, e.g. "alice/phone"
-	UpdatedAt   time.Time
+	// Session is the hash of the access token (Token.Hash) of the session
+	// that registered the push token: the token is deleted with it. nil:
+	// bound to no session (registered before sessions were bound), the
+	// push token then stays with User for as long as the account exists.
+	Session   []byte
+	UpdatedAt time.Time
 }
 
 // PushProfile is what the push service needs to know about one recipient.
@@ -63,10 +73,31 @@ type PushAck struct {
 // jobs. The jobs themselves are written by Append when the store is
 // configured to queue them.
 type Push interface {
-	// PutPushDevice registers or refreshes a token for d.User; a token
-	// registered by another user moves to d.User.
-	PutPushDevice(ctx context.Context, d PushDevice) error
-	// PushDevices returns a user's tokens, oldest first.
+	// PutPushDevice registers or refreshes a push token for d.User, bound
+	// to the session d.Session, in one transaction:
+	//
+	//   - A token d.User registered is refreshed (its platform,
+	//     environment, device, session and UpdatedAt replaced), whichever
+	//     session registers it again.
+	//   - A token another user registered moves to d.User only when that
+	//     registration lost its proof of ownership: its session expired
+	//     (a session that was revoked took its push tokens with it, below)
+	//     or its user was deleted. Otherwise nothing changes and the error
+	//     wraps ErrPushTokenTaken. A token bound to no session (Session
+	//     nil) stays with its user while the account exists.
+	//   - Past maxDevices tokens of d.User (0 or less: no cap), the least
+	//     recently updated others are deleted, so that the token just
+	//     registered always stays.
+	//
+	// ErrNotFound for an unknown or deleted user, or a d.Session that is
+	// not one of d.User's stored access tokens.
+	//
+	// A token's registration goes with its session: revoking an access
+	// token (DeleteToken, DeleteUserTokens, SetPassword, DeleteUser) or
+	// pruning an expired one deletes the push tokens it registered in the
+	// same transaction.
+	PutPushDevice(ctx context.Context, d PushDevice, maxDevices int) error
+	// PushDevices returns a user's tokens, least recently updated first.
 	PushDevices(ctx context.Context, user string) ([]PushDevice, error)
 	// DeletePushDevice removes a user's token, or returns ErrNotFound.
 	DeletePushDevice(ctx context.Context, user, token string) error

@@ -122,7 +122,9 @@ type Users interface {
 	CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error
 	// TokenUser returns the user of an unexpired token, or ErrNotFound.
 	TokenUser(ctx context.Context, hash []byte, now time.Time) (string, error)
-	// DeleteToken revokes a token. Deleting an unknown token is not an error.
+	// DeleteToken revokes a token, and deletes the push tokens its session
+	// registered (PushDevice.Session) in the same transaction. Deleting an
+	// unknown token is not an error.
 	DeleteToken(ctx context.Context, hash []byte) error
 
 	// UserTokens returns the user's tokens unexpired at now, the most
@@ -140,11 +142,13 @@ type Users interface {
 	// now, in no particular order.
 	ValidTokens(ctx context.Context, hashes [][]byte, now time.Time) ([][]byte, error)
 	// DeleteUserTokens revokes every token of user but keep (nil: all of
-	// them) and returns the hashes of those it deleted.
+	// them), with the push tokens their sessions registered, and returns
+	// the hashes of those it deleted.
 	DeleteUserTokens(ctx context.Context, user string, keep []byte) ([][]byte, error)
 	// SetPassword replaces a user's password hash and, in the same
 	// transaction, revokes every token of the user but keep (nil: all of
-	// them), returning the hashes of those it deleted. ErrNotFound for an
+	// them), with the push tokens their sessions registered, returning the
+	// hashes of those it deleted. ErrNotFound for an
 	// unknown or deleted user.
 	SetPassword(ctx context.Context, user, passwordHash string, keep []byte) ([][]byte, error)
 	// DeleteUser deletes an account and what the store keeps of it, in one
@@ -259,7 +263,8 @@ type Cursors interface {
 type Retention struct {
 	// Now is the time the ages count back from. Zero: time.Now().
 	Now time.Time
-	// Tokens deletes access tokens that expired before Now.
+	// Tokens deletes access tokens that expired before Now, and the push
+	// tokens their sessions registered.
 	Tokens bool
 	// Dedup is how long an idempotency key (sender, cid) is kept, counted
 	// from its message's TS: a retry older than that is stored again as a

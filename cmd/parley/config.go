@@ -97,6 +97,7 @@ type config struct {
 	PushFCMProject string        `key:"push.fcm.project_id" default:"" help:"Firebase project id (default: the credentials' project)"`
 	PushLog        bool          `key:"push.log" default:"false" help:"development: log notifications instead of sending them (every platform not configured above)"`
 	PushGrace      time.Duration `key:"push.grace" default:"3s" help:"wait before pushing, so that users who reconnect get no push"`
+	PushMaxDevices int           `key:"push.max_devices" default:"10" help:"push tokens one user may register; one more deletes the user's least recently updated"`
 	MaintInterval  time.Duration `key:"maintenance.interval" default:"1h" help:"how often expired tokens, old idempotency keys and abandoned cursors are pruned (negative: never)"`
 	MaintDedupAge  time.Duration `key:"maintenance.dedup_age" default:"720h" help:"how long a message's cid is remembered: a retry older than that is stored again"`
 	MaintCursorAge time.Duration `key:"maintenance.cursor_age" default:"2160h" help:"cursors of a device that acknowledged nothing for this long are deleted (above mqtt.max_session_expiry)"`
@@ -356,6 +357,9 @@ func (c *config) validate() error {
 	errs = append(errs, c.validateClientLimits()...)
 	if c.PushGrace <= 0 || c.PushGrace > time.Hour {
 		errs = append(errs, fmt.Errorf("push.grace must be more than 0 and at most 1h"))
+	}
+	if c.PushMaxDevices < 1 || c.PushMaxDevices > 1000 {
+		errs = append(errs, fmt.Errorf("push.max_devices must be 1 to 1000"))
 	}
 	if _, err := c.admins(); err != nil {
 		errs = append(errs, err)

@@ -115,7 +115,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		HTTPIdleTimeout: cfg.HTTPIdle, HTTPMaxHeaderBytes: cfg.HTTPMaxHeader,
 		// Clients (hardening): per-connection and per-user limits.
 		Auth: authLim, Inbox: inboxLim, Presence: presenceLim,
-		Push: push.ServiceConfig{Grace: cfg.PushGrace},
+		Push: push.ServiceConfig{Grace: cfg.PushGrace}, MaxPushDevices: cfg.PushMaxDevices,
 		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
 			CursorAge: cfg.MaintCursorAge, PushAckAge: cfg.MaintAckAge,
 			DeliveryAge: cfg.MaintDelivAge},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -67,5 +68,27 @@ func TestPushProviders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPushMaxDevices: push.max_devices has the default configs/parley.yaml
+// documents, takes its environment variable, and refuses values out of
+// range, naming itself.
+func TestPushMaxDevices(t *testing.T) {
+	for _, args := range [][]string{nil, {"-config", "../../configs/parley.yaml"}} {
+		cfg, _, _, err := loadConfig(args, env(nil), io.Discard)
+		if err != nil || cfg.PushMaxDevices != 10 {
+			t.Fatalf("loadConfig(%q): push.max_devices = %d, %v; want 10", args, cfg.PushMaxDevices, err)
+		}
+	}
+	cfg, _, _, err := loadConfig(nil, env(map[string]string{"PARLEY_PUSH_MAX_DEVICES": "3"}), io.Discard)
+	if err != nil || cfg.PushMaxDevices != 3 {
+		t.Fatalf("PARLEY_PUSH_MAX_DEVICES=3: %d, %v", cfg.PushMaxDevices, err)
+	}
+	for _, v := range []string{"0", "-1", "1001"} {
+		if _, _, _, err := loadConfig([]string{"-push.max_devices", v}, env(nil), io.Discard); err == nil ||
+			!strings.Contains(err.Error(), "push.max_devices") {
+			t.Errorf("push.max_devices %s: err = %v, want it refused by name", v, err)
+		}
 	}
 }

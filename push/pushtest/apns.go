@@ -86,13 +86,14 @@ type APNsRequest struct {
 	Expiration int64  // apns-expiration, Unix seconds; 0 if absent
 	CollapseID string // apns-collapse-id
 	// Payload.
-	Title    string         // aps.alert.title
-	Body     string         // aps.alert.body
-	Badge    *int           // aps.badge; nil if absent
-	Sound    string         // aps.sound
-	ThreadID string         // aps.thread-id
-	Data     map[string]any // top-level keys other than aps
-	Payload  []byte         // the raw JSON
+	Title          string         // aps.alert.title
+	Body           string         // aps.alert.body
+	Badge          *int           // aps.badge; nil if absent
+	Sound          string         // aps.sound
+	ThreadID       string         // aps.thread-id
+	MutableContent int            // aps.mutable-content: 1 lets the app's Notification Service Extension change it
+	Data           map[string]any // top-level keys other than aps
+	Payload        []byte         // the raw JSON
 }
 
 // sandboxPrefix is the path prefix of SandboxURL.
@@ -306,9 +307,10 @@ func (s *APNsServer) parse(r *http.Request) (APNsRequest, error) {
 			Title string `json:"title"`
 			Body  string `json:"body"`
 		} `json:"alert"`
-		Badge    *int   `json:"badge"`
-		Sound    string `json:"sound"`
-		ThreadID string `json:"thread-id"`
+		Badge          *int   `json:"badge"`
+		Sound          string `json:"sound"`
+		ThreadID       string `json:"thread-id"`
+		MutableContent int    `json:"mutable-content"`
 	}
 	if err := json.Unmarshal(p["aps"], &aps); err != nil {
 		return req, &apnsError{http.StatusBadRequest, "BadPayload", "aps: " + err.Error()}
@@ -316,7 +318,11 @@ func (s *APNsServer) parse(r *http.Request) (APNsRequest, error) {
 	if aps.Alert.Title == "" && aps.Alert.Body == "" {
 		return req, &apnsError{http.StatusBadRequest, "BadPayload", "an alert without title or body"}
 	}
+	if aps.MutableContent != 0 && aps.MutableContent != 1 {
+		return req, &apnsError{http.StatusBadRequest, "BadPayload", "mutable-content " + strconv.Itoa(aps.MutableContent)}
+	}
 	req.Title, req.Body, req.Badge, req.Sound, req.ThreadID = aps.Alert.Title, aps.Alert.Body, aps.Badge, aps.Sound, aps.ThreadID
+	req.MutableContent = aps.MutableContent
 	req.Data = make(map[string]any)
 	for k, v := range p {
 		if k == "aps" {

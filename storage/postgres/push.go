@@ -13,18 +13,73 @@ import (
 
 var _ storage.Push = (*Store)(nil)
 
-// PutPushDevice upserts a token; a token of another user moves to d.User.
-func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+// upsertPushDevice registers or refreshes a token. ON CONFLICT takes the
+// existing row's lock and then judges it as it is: it moves to another user
+// only if its session expired (a revoked one took the row with it) or its
+// user was deleted; a row with no session stays with its live user. No row
+// affected: the token is taken.
+const upsertPushDevice = `INSERT INTO push_devices AS d (token, user_id, platform, environment, device, session, updated_at)
+	VALUES ($1, $2, $3, $4, $5, $6, now())
+	ON CONFLICT (token) DO UPDATE SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform,
+		environment = EXCLUDED.environment, device = EXCLUDED.device, session = EXCLUDED.session, updated_at = now()
+	WHERE d.user_id = EXCLUDED.user_id
+		OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = d.user_id AND u.deleted_at IS NULL)
+		OR (d.session IS NOT NULL AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.hash = d.session AND t.expires_at > now()))`
+
+// evictPushDevices deletes a user's tokens beyond the cap $3, the least
+// recently updated first, never the token $2 just registered.
+const evictPushDevices = `DELETE FROM push_devices WHERE user_id = $1 AND token IN (
+	SELECT token FROM push_devices WHERE user_id = $1
+	ORDER BY token = $2 DESC, updated_at DESC, token DESC OFFSET $3)`
+
+// PutPushDevice registers or refreshes a token bound to d.Session, unless
+// another user's live session holds it, and evicts d.User's oldest tokens
+// past maxDevices, in one transaction.
+func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice, maxDevices int) error {
 	if err := d.Check(); err != nil {
 		return fmt.Errorf("put push device: %w", err)
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)
-		VALUES ($1, $2, $3, $4, $5, now())
-		ON CONFLICT (token) DO UPDATE SET user_id = EXCLUDED.user_id, platform = EXCLUDED.platform,
-			environment = EXCLUDED.environment, device = EXCLUDED.device, updated_at = now()`,
-		d.Token, d.User, d.Platform, d.Environment, d.Device)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The user's row, locked: registrations of one user take turns, so
+		// that two at once cannot both stay under the cap; and a deleted
+		// user registers nothing. NO KEY UPDATE leaves the foreign-key
+		// checks of other writes naming the user alone.
+		var one int
+		err := tx.QueryRow(ctx, "SELECT 1 FROM users WHERE id = $1 AND deleted_at IS NULL FOR NO KEY UPDATE", d.User).Scan(&one)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("user %q: %w", d.User, storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		var session []byte
+		if len(d.Session) > 0 {
+			// The session's row, held against its revocation until the
+			// commit: the locks go token, then push tokens, as in a
+			// revocation's cascade, so that the two cannot deadlock.
+			session = d.Session
+			err := tx.QueryRow(ctx, "SELECT 1 FROM tokens WHERE hash = $1 AND user_id = $2 FOR KEY SHARE", session, d.User).Scan(&one)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("session of %q: %w", d.User, storage.ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, upsertPushDevice, d.Token, d.User, d.Platform, d.Environment, d.Device, session)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return storage.ErrPushTokenTaken
+		}
+		if maxDevices > 0 {
+			_, err = tx.Exec(ctx, evictPushDevices, d.User, d.Token, maxDevices)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("put push device: %w", classifyFK(err))
 	}
@@ -40,7 +95,7 @@ func classifyFK(err error) error {
 	return classify(err)
 }
 
-// PushDevices returns a user's tokens, oldest first.
+// PushDevices returns a user's tokens, least recently updated first.
 func (s *Store) PushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
@@ -56,14 +111,14 @@ type querier interface {
 }
 
 func (s *Store) pushDevices(ctx context.Context, q querier, user string) ([]storage.PushDevice, error) {
-	rows, err := q.Query(ctx, `SELECT token, user_id, platform, environment, device, updated_at
+	rows, err := q.Query(ctx, `SELECT token, user_id, platform, environment, device, session, updated_at
 		FROM push_devices WHERE user_id = $1 ORDER BY updated_at, token`, user)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (storage.PushDevice, error) {
 		var d storage.PushDevice
-		err := r.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &d.UpdatedAt)
+		err := r.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &d.Session, &d.UpdatedAt)
 		return d, err
 	})
 }

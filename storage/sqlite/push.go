@@ -23,17 +23,65 @@ func fkNotFound(err error) error {
 	return classify(err)
 }
 
-// PutPushDevice upserts a token; a token of another user moves to d.User.
-func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
+// upsertPushDevice registers or refreshes a token: a token of another
+// user moves only if its session expired (a revoked one took the row with
+// it) or its user was deleted; a row with no session stays with its live
+// user. No row changed: the token is taken. (The postgres store's
+// statement, in SQLite's dialect.)
+const upsertPushDevice = `INSERT INTO push_devices (token, user_id, platform, environment, device, session, updated_at)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+	ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
+		environment = excluded.environment, device = excluded.device, session = excluded.session,
+		updated_at = excluded.updated_at
+	WHERE push_devices.user_id = excluded.user_id
+		OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = push_devices.user_id AND u.deleted_at IS NULL)
+		OR (push_devices.session IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.hash = push_devices.session AND t.expires_at > ?7))`
+
+// evictPushDevices deletes a user's tokens beyond the cap ?3, the least
+// recently updated first, never the token ?2 just registered.
+const evictPushDevices = `DELETE FROM push_devices WHERE user_id = ?1 AND token IN (
+	SELECT token FROM push_devices WHERE user_id = ?1
+	ORDER BY token = ?2 DESC, updated_at DESC, token DESC LIMIT -1 OFFSET ?3)`
+
+// PutPushDevice registers or refreshes a token bound to d.Session, unless
+// another user's live session holds it, and evicts d.User's oldest tokens
+// past maxDevices, in one write.
+func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice, maxDevices int) error {
 	if err := d.Check(); err != nil {
 		return fmt.Errorf("put push device: %w", err)
 	}
+	var session []byte
+	if len(d.Session) > 0 {
+		session = d.Session
+	}
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO push_devices (token, user_id, platform, environment, device, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (token) DO UPDATE SET user_id = excluded.user_id, platform = excluded.platform,
-				environment = excluded.environment, device = excluded.device, updated_at = excluded.updated_at`,
-			d.Token, d.User, d.Platform, d.Environment, d.Device, time.Now().UnixMicro())
+		var n int
+		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM users WHERE id = ? AND deleted_at IS NULL", d.User).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return fmt.Errorf("user %q: %w", d.User, storage.ErrNotFound)
+		}
+		if session != nil {
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM tokens WHERE hash = ? AND user_id = ?", session, d.User).Scan(&n); err != nil {
+				return err
+			}
+			if n == 0 {
+				return fmt.Errorf("session of %q: %w", d.User, storage.ErrNotFound)
+			}
+		}
+		res, err := tx.ExecContext(ctx, upsertPushDevice, d.Token, d.User, d.Platform, d.Environment, d.Device, session,
+			time.Now().UnixMicro())
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			return cmpErr(err, storage.ErrPushTokenTaken)
+		}
+		if maxDevices > 0 {
+			_, err = tx.ExecContext(ctx, evictPushDevices, d.User, d.Token, maxDevices)
+		}
 		return err
 	})
 	if err != nil {
@@ -42,7 +90,7 @@ func (s *Store) PutPushDevice(ctx context.Context, d storage.PushDevice) error {
 	return nil
 }
 
-// PushDevices returns a user's tokens, oldest first.
+// PushDevices returns a user's tokens, least recently updated first.
 func (s *Store) PushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
 	ctx, cancel, err := s.reading(ctx)
 	if err != nil {
@@ -57,7 +105,7 @@ func (s *Store) PushDevices(ctx context.Context, user string) ([]storage.PushDev
 }
 
 func (s *Store) pushDevices(ctx context.Context, user string) ([]storage.PushDevice, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT token, user_id, platform, environment, device, updated_at
+	rows, err := s.rdb.QueryContext(ctx, `SELECT token, user_id, platform, environment, device, session, updated_at
 		FROM push_devices WHERE user_id = ? ORDER BY updated_at, token`, user)
 	if err != nil {
 		return nil, err
@@ -67,7 +115,7 @@ func (s *Store) pushDevices(ctx context.Context, user string) ([]storage.PushDev
 	for rows.Next() {
 		var d storage.PushDevice
 		var us int64
-		if err := rows.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &us); err != nil {
+		if err := rows.Scan(&d.Token, &d.User, &d.Platform, &d.Environment, &d.Device, &d.Session, &us); err != nil {
 			return nil, err
 		}
 		d.UpdatedAt = time.UnixMicro(us)

@@ -337,7 +337,8 @@ func unavailable(err error) bool {
 	}
 	// A verdict on the request (an op's own ErrNotFound, say) is not the
 	// database failing, although it is no SQLite error.
-	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrInvalid) {
+	if errors.Is(err, storage.ErrNotFound) || errors.Is(err, storage.ErrExists) || errors.Is(err, storage.ErrInvalid) ||
+		errors.Is(err, storage.ErrPushTokenTaken) {
 		return false
 	}
 	var se *sqlitedrv.Error

@@ -138,6 +138,16 @@ func fill(t *testing.T, s store) fixture {
 		Agent: "app/1.0", Client: "alice/phone"}}, time.Hour, 2*time.Hour); err != nil {
 		t.Fatalf("TouchTokens: %v", err)
 	}
+	// 010_push_sessions.sql: a push token bound to its session, and one
+	// bound to none (NULL).
+	for _, d := range []storage.PushDevice{
+		{Token: "push-alice", User: "alice", Platform: "apns", Environment: "sandbox", Session: hash("tok-alice")},
+		{Token: "push-bob", User: "bob", Platform: "fcm"},
+	} {
+		if err := s.PutPushDevice(ctx(t), d, 0); err != nil {
+			t.Fatalf("PutPushDevice(%s): %v", d.Token, err)
+		}
+	}
 	if err := s.CreateUser(ctx(t), storage.User{ID: "dave", Name: "User dave", PasswordHash: "$2a$10$dave"}); err != nil {
 		t.Fatalf("CreateUser(dave): %v", err)
 	}

@@ -159,7 +159,7 @@ func testPushDeviceInvalid(t *testing.T, s storage.Store) {
 	for i := range good {
 		wg.Go(func() {
 			<-start
-			goodErrs[i] = s.PutPushDevice(ctx(t), storage.PushDevice{Token: fmt.Sprintf("t%d", i), User: "bob", Platform: "apns"})
+			goodErrs[i] = s.PutPushDevice(ctx(t), storage.PushDevice{Token: fmt.Sprintf("t%d", i), User: "bob", Platform: "apns"}, 0)
 		})
 	}
 	var mu sync.Mutex
@@ -167,7 +167,7 @@ func testPushDeviceInvalid(t *testing.T, s storage.Store) {
 	for name, d := range bad {
 		wg.Go(func() {
 			<-start
-			err := s.PutPushDevice(ctx(t), d)
+			err := s.PutPushDevice(ctx(t), d, 0)
 			mu.Lock()
 			badErrs[name] = err
 			mu.Unlock()

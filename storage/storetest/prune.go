@@ -8,9 +8,9 @@ import (
 	"github.com/parleychat/parley/storage"
 )
 
-// testPrune: Prune deletes expired tokens, idempotency keys of old messages
-// and every cursor of a client id whose newest cursor is old, and keeps the
-// rest.
+// testPrune: Prune deletes expired tokens (and the push tokens their
+// sessions registered), idempotency keys of old messages and every cursor
+// of a client id whose newest cursor is old, and keeps the rest.
 func testPrune(t *testing.T, s storage.Store) {
 	mustUser(t, s, "alice", "bob")
 	now := time.Now()
@@ -19,6 +19,13 @@ func testPrune(t *testing.T, s storage.Store) {
 	}
 	if err := s.CreateToken(ctx(t), []byte("valid"), "alice", now.Add(72*time.Hour)); err != nil {
 		t.Fatal(err)
+	}
+	// Push tokens go with the session that registered them.
+	for tok, session := range map[string]string{"push-expired": "expired", "push-valid": "valid"} {
+		d := storage.PushDevice{Token: tok, User: "alice", Platform: "fcm", Session: []byte(session)}
+		if err := s.PutPushDevice(ctx(t), d, 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	old := dm("alice", "bob", "old")
 	old.TS = now.Add(-48 * time.Hour).UnixMilli()
@@ -58,6 +65,9 @@ func testPrune(t *testing.T, s storage.Store) {
 
 	if _, err := s.TokenUser(ctx(t), []byte("valid"), at); err != nil {
 		t.Errorf("the valid token: %v", err)
+	}
+	if ds, err := s.PushDevices(ctx(t), "alice"); err != nil || len(ds) != 1 || ds[0].Token != "push-valid" {
+		t.Errorf("push tokens after Prune = %+v, %v; want only the valid session's", ds, err)
 	}
 	// The old key is gone: the same cid is a new message. The new one stays.
 	if _, dup, err := s.Append(ctx(t), dm("alice", "bob", "old")); err != nil || dup {

@@ -16,16 +16,19 @@ import (
 // opened to queue push jobs (PushJobs in both stores' Config).
 func pushTests() map[string]func(t *testing.T, s storage.Store) {
 	return map[string]func(t *testing.T, s storage.Store){
-		"push devices":  testPushDevices,
-		"push settings": testPushSettings,
-		"push jobs":     testPushJobs,
-		"push acks":     testPushAcks,
+		"push devices":                 testPushDevices,
+		"push device take-over":        testPushDeviceTakeOver,
+		"push devices go with session": testPushDevicesRevoked,
+		"push device cap":              testPushDeviceCap,
+		"push settings":                testPushSettings,
+		"push jobs":                    testPushJobs,
+		"push acks":                    testPushAcks,
 	}
 }
 
 func testPushDevices(t *testing.T, s storage.Store) {
 	mustUser(t, s, "alice", "bob")
-	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t1", User: "nobody", Platform: "fcm"}); !errors.Is(err, storage.ErrNotFound) {
+	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t1", User: "nobody", Platform: "fcm"}, 0); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("PutPushDevice for an unknown user = %v, want ErrNotFound", err)
 	}
 	for _, d := range []storage.PushDevice{
@@ -33,7 +36,7 @@ func testPushDevices(t *testing.T, s storage.Store) {
 		{Token: "t2", User: "alice", Platform: "fcm", Device: "alice/tablet"},
 		{Token: "t1", User: "alice", Platform: "apns", Environment: "production", Device: "alice/phone"}, // refresh
 	} {
-		if err := s.PutPushDevice(ctx(t), d); err != nil {
+		if err := s.PutPushDevice(ctx(t), d, 0); err != nil {
 			t.Fatalf("PutPushDevice(%+v): %v", d, err)
 		}
 	}
@@ -48,17 +51,18 @@ func testPushDevices(t *testing.T, s storage.Store) {
 	if d := byToken["t1"]; d.Environment != "production" || d.Platform != "apns" || d.User != "alice" || d.UpdatedAt.IsZero() {
 		t.Fatalf("t1 = %+v", d)
 	}
-	// A token moves to the user who registers it last.
-	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t2", User: "bob", Platform: "fcm"}); err != nil {
-		t.Fatal(err)
+	// A token bound to no session stays with its user: another user cannot
+	// take it, and cannot delete it.
+	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t2", User: "bob", Platform: "fcm"}, 0); !errors.Is(err, storage.ErrPushTokenTaken) {
+		t.Fatalf("bob registers alice's token = %v, want ErrPushTokenTaken", err)
 	}
-	if ds, _ := s.PushDevices(ctx(t), "alice"); len(ds) != 1 || ds[0].Token != "t1" {
-		t.Fatalf("alice's devices after the move = %+v", ds)
+	if ds, _ := s.PushDevices(ctx(t), "alice"); len(ds) != 2 {
+		t.Fatalf("alice's devices after bob's attempt = %+v", ds)
 	}
-	if err := s.DeletePushDevice(ctx(t), "alice", "t2"); !errors.Is(err, storage.ErrNotFound) {
+	if err := s.DeletePushDevice(ctx(t), "bob", "t2"); !errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("deleting another user's token = %v, want ErrNotFound", err)
 	}
-	if err := s.DeletePushDevice(ctx(t), "bob", "t2"); err != nil {
+	if err := s.DeletePushDevice(ctx(t), "alice", "t2"); err != nil {
 		t.Fatal(err)
 	}
 	// RemovePushToken keeps a token registered again after the provider's
@@ -72,6 +76,151 @@ func testPushDevices(t *testing.T, s storage.Store) {
 	if ok, err := s.RemovePushToken(ctx(t), "t1", time.Time{}); err != nil || ok {
 		t.Fatalf("RemovePushToken again = %v, %v", ok, err)
 	}
+}
+
+// mustTokens creates access tokens: hash → user, expiring after ttl
+// (negative: already expired).
+func mustTokens(t *testing.T, s storage.Store, ttl time.Duration, tokens map[string]string) {
+	t.Helper()
+	for hash, user := range tokens {
+		if err := s.CreateToken(ctx(t), []byte(hash), user, time.Now().Add(ttl)); err != nil {
+			t.Fatalf("CreateToken(%s): %v", hash, err)
+		}
+	}
+}
+
+// wantPushTokens checks a user's push tokens, least recently updated
+// first, and the sessions that registered them ("" for none).
+func wantPushTokens(t *testing.T, s storage.Store, user string, want ...[2]string) {
+	t.Helper()
+	ds, err := s.PushDevices(ctx(t), user)
+	if err != nil {
+		t.Fatalf("PushDevices(%s): %v", user, err)
+	}
+	got := make([][2]string, len(ds))
+	for i, d := range ds {
+		got[i] = [2]string{d.Token, string(d.Session)}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("%s's push tokens (token, session) = %q, want %q", user, got, want)
+	}
+}
+
+// testPushDeviceTakeOver: a push token stays with the user whose live
+// session registered it; the same user may register it again from any
+// session; another user takes it once that session is gone.
+func testPushDeviceTakeOver(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob")
+	mustTokens(t, s, time.Hour, map[string]string{"a1": "alice", "a2": "alice", "b1": "bob"})
+	mustTokens(t, s, -time.Second, map[string]string{"a-old": "alice"})
+	put := func(token, user, session string) error {
+		t.Helper()
+		return s.PutPushDevice(ctx(t), storage.PushDevice{Token: token, User: user, Platform: "apns", Session: []byte(session)}, 0)
+	}
+	if err := put("T", "alice", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("T", "bob", "b1"); !errors.Is(err, storage.ErrPushTokenTaken) {
+		t.Fatalf("bob takes alice's token = %v, want ErrPushTokenTaken", err)
+	}
+	wantPushTokens(t, s, "alice", [2]string{"T", "a1"})
+	wantPushTokens(t, s, "bob")
+	// alice again, from another session: allowed, bound to that one.
+	if err := put("T", "alice", "a2"); err != nil {
+		t.Fatalf("alice registers her token from another session: %v", err)
+	}
+	wantPushTokens(t, s, "alice", [2]string{"T", "a2"})
+	if err := put("T", "bob", "b1"); !errors.Is(err, storage.ErrPushTokenTaken) {
+		t.Fatalf("bob takes alice's token after her refresh = %v, want ErrPushTokenTaken", err)
+	}
+	// The session signs out: the token goes with it, and bob may have it.
+	if err := s.DeleteToken(ctx(t), []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	wantPushTokens(t, s, "alice")
+	if err := put("T", "bob", "b1"); err != nil {
+		t.Fatalf("bob registers a token whose session signed out: %v", err)
+	}
+	wantPushTokens(t, s, "bob", [2]string{"T", "b1"})
+
+	// A session that expired (and is not pruned yet) proves nothing.
+	if err := put("E", "alice", "a-old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("E", "bob", "b1"); err != nil {
+		t.Fatalf("bob registers a token whose session expired: %v", err)
+	}
+	wantPushTokens(t, s, "alice")
+
+	// The session must be one of the user's tokens.
+	for name, session := range map[string]string{"an unknown session": "nope", "another user's session": "a1"} {
+		if err := put("X", "bob", session); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("PutPushDevice with %s = %v, want ErrNotFound", name, err)
+		}
+	}
+	wantPushTokens(t, s, "bob", [2]string{"T", "b1"}, [2]string{"E", "b1"})
+}
+
+// testPushDevicesRevoked: revoking a session deletes the push tokens it
+// registered, and only those.
+func testPushDevicesRevoked(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob")
+	mustTokens(t, s, time.Hour, map[string]string{"a1": "alice", "a2": "alice", "a3": "alice", "b1": "bob"})
+	for _, d := range []storage.PushDevice{
+		{Token: "P1", User: "alice", Session: []byte("a1")},
+		{Token: "P2", User: "alice", Session: []byte("a2")},
+		{Token: "P3", User: "alice", Session: []byte("a3")},
+		{Token: "P0", User: "alice"}, // registered before sessions were bound
+		{Token: "Q1", User: "bob", Session: []byte("b1")},
+	} {
+		d.Platform = "fcm"
+		if err := s.PutPushDevice(ctx(t), d, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every session but a3's: P1 and P2 go.
+	if _, err := s.DeleteUserTokens(ctx(t), "alice", []byte("a3")); err != nil {
+		t.Fatal(err)
+	}
+	wantPushTokens(t, s, "alice", [2]string{"P3", "a3"}, [2]string{"P0", ""})
+	// A password change keeping no session: P3 goes; P0, bound to no
+	// session, stays with its user.
+	if _, err := s.SetPassword(ctx(t), "alice", "new-hash", nil); err != nil {
+		t.Fatal(err)
+	}
+	wantPushTokens(t, s, "alice", [2]string{"P0", ""})
+	wantPushTokens(t, s, "bob", [2]string{"Q1", "b1"})
+}
+
+// testPushDeviceCap: past the cap, registering a token evicts the user's
+// least recently updated others; a refresh counts as an update; other
+// users are not affected.
+func testPushDeviceCap(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob")
+	mustTokens(t, s, time.Hour, map[string]string{"a1": "alice", "b1": "bob"})
+	put := func(user, session, token string, maxDevices int) {
+		t.Helper()
+		d := storage.PushDevice{Token: token, User: user, Platform: "fcm", Session: []byte(session)}
+		if err := s.PutPushDevice(ctx(t), d, maxDevices); err != nil {
+			t.Fatalf("PutPushDevice(%s, max %d): %v", token, maxDevices, err)
+		}
+	}
+	put("bob", "b1", "B1", 3)
+	for _, tok := range []string{"T1", "T2", "T3"} {
+		put("alice", "a1", tok, 3)
+	}
+	wantPushTokens(t, s, "alice", [2]string{"T1", "a1"}, [2]string{"T2", "a1"}, [2]string{"T3", "a1"})
+	put("alice", "a1", "T4", 3) // T1 goes
+	wantPushTokens(t, s, "alice", [2]string{"T2", "a1"}, [2]string{"T3", "a1"}, [2]string{"T4", "a1"})
+	put("alice", "a1", "T2", 3) // a refresh: nothing goes, T2 is now the newest
+	wantPushTokens(t, s, "alice", [2]string{"T3", "a1"}, [2]string{"T4", "a1"}, [2]string{"T2", "a1"})
+	put("alice", "a1", "T5", 3) // T3 goes
+	wantPushTokens(t, s, "alice", [2]string{"T4", "a1"}, [2]string{"T2", "a1"}, [2]string{"T5", "a1"})
+	put("alice", "a1", "T6", 0) // no cap
+	wantPushTokens(t, s, "alice", [2]string{"T4", "a1"}, [2]string{"T2", "a1"}, [2]string{"T5", "a1"}, [2]string{"T6", "a1"})
+	put("alice", "a1", "T4", 1) // only the token registered stays
+	wantPushTokens(t, s, "alice", [2]string{"T4", "a1"})
+	wantPushTokens(t, s, "bob", [2]string{"B1", "b1"})
 }
 
 func testPushSettings(t *testing.T, s storage.Store) {
@@ -93,7 +242,7 @@ func testPushSettings(t *testing.T, s storage.Store) {
 	if err := s.SetPushMute(ctx(t), "alice", "g/old", time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t", User: "alice", Platform: "fcm"}); err != nil {
+	if err := s.PutPushDevice(ctx(t), storage.PushDevice{Token: "t", User: "alice", Platform: "fcm"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	p, err = s.PushProfile(ctx(t), "alice")

@@ -309,7 +309,10 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 	if _, err := s.SetReadCursor(c, storage.ReadCursor{User: "alice", Inbox: "u/alice", Seq: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutPushDevice(c, storage.PushDevice{Token: "push-alice", User: "alice", Platform: "fcm"}); err != nil {
+	if err := s.PutPushDevice(c, storage.PushDevice{Token: "push-alice", User: "alice", Platform: "fcm", Session: []byte("a1")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutPushDevice(c, storage.PushDevice{Token: "push-alice-old", User: "alice", Platform: "fcm"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.SetPresencePrivacy(c, "alice", "nobody"); err != nil {
@@ -405,6 +408,9 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 	}
 	if err := s.CreateUser(c, storage.User{ID: "alice", Name: "Alice again", PasswordHash: "h"}); !errors.Is(err, storage.ErrExists) {
 		t.Errorf("CreateUser with a deleted user's id: %v, want ErrExists", err)
+	}
+	if err := s.PutPushDevice(c, storage.PushDevice{Token: "push-again", User: "alice", Platform: "fcm"}, 0); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("PutPushDevice for a deleted user: %v, want ErrNotFound", err)
 	}
 	if _, err := s.SetPassword(c, "alice", "h", nil); !errors.Is(err, storage.ErrNotFound) {
 		t.Errorf("SetPassword of a deleted user: %v, want ErrNotFound", err)

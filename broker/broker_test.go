@@ -108,6 +108,72 @@ func testIdempotentRetry(t *testing.T, o brokertest.Options) {
 	}
 }
 
+func TestIdempotencyPerRecipient(t *testing.T) { forEachStore(t, testIdempotencyPerRecipient) }
+
+// testIdempotencyPerRecipient: a cid is the sender's id for a message to
+// one inbox, not for every message. alice sends cid c1 to bob and then c1
+// to carol: each receives their own message. Her retry of c1 to bob is
+// acknowledged and not delivered again.
+func testIdempotencyPerRecipient(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
+	at, bt, ct := n.User("alice"), n.User("bob"), n.User("carol")
+	bob := n.MustV5("bob", bt, "bob", brokertest.V5Options{})
+	bob.Sub(t, "u/bob", 1)
+	carol := n.MustV5("carol", ct, "carol", brokertest.V5Options{})
+	carol.Sub(t, "u/carol", 1)
+	laptop := n.MustV5("alice", at, "alice/laptop", brokertest.V5Options{})
+	laptop.Sub(t, "u/alice", 1)
+	alice := n.MustV5("alice", at, "alice/phone", brokertest.V5Options{})
+
+	for _, p := range []struct{ topic, payload string }{
+		{"u/bob", `{"cid":"c1","body":{"text":"to bob"}}`},
+		{"u/carol", `{"cid":"c1","body":{"text":"to carol"}}`},
+		{"u/bob", `{"cid":"c1","body":{"text":"to bob"}}`}, // a retry
+		{"u/bob", `{"cid":"c2","body":{"text":"next"}}`},
+	} {
+		if rc := alice.Pub(t, p.topic, p.payload); rc != 0 {
+			t.Fatalf("publish %s to %s: PUBACK %#x", p.payload, p.topic, rc)
+		}
+	}
+	// What a device received: "to cid seq text" per message.
+	received := func(ms []brokertest.Msg) []string {
+		var out []string
+		for _, m := range ms {
+			e := m.Entry(t)
+			body, _ := e["body"].(map[string]any)
+			out = append(out, fmt.Sprintf("%v %v %v %v", e["to"], e["cid"], e["seq"], body["text"]))
+		}
+		return out
+	}
+	check := func(who string, got, want []string) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s received %q, want %q", who, got, want)
+		}
+	}
+	// The retry, delivered again, would come before c2.
+	check("bob", received(bob.In.WaitN(t, 2, protocol.TypeMsg)), []string{"bob c1 1 to bob", "bob c2 2 next"})
+	check("carol", received(carol.In.WaitN(t, 1, protocol.TypeMsg)), []string{"carol c1 1 to carol"})
+	// alice's other device gets her copies, each once.
+	check("alice's laptop", received(laptop.In.WaitN(t, 3, protocol.TypeMsg)),
+		[]string{"bob c1 1 to bob", "carol c1 2 to carol", "bob c2 3 next"})
+	for inbox, want := range map[string]int{"u/bob": 2, "u/carol": 1, "u/alice": 3} {
+		es, err := n.Store.Read(brokertest.Ctx(t, 5*time.Second), inbox, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored := 0
+		for _, e := range es {
+			if e.Type == protocol.TypeMsg {
+				stored++
+			}
+		}
+		if stored != want {
+			t.Errorf("%s holds %d messages, want %d", inbox, stored, want)
+		}
+	}
+}
+
 func TestDeliveredReceipt(t *testing.T) { forEachStore(t, testDeliveredReceipt) }
 
 func testDeliveredReceipt(t *testing.T, o brokertest.Options) {

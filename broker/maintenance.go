@@ -17,8 +17,9 @@ type MaintenanceConfig struct {
 	// Interval between prunes; the first runs one Interval after start.
 	// Default 1h. Negative turns pruning off.
 	Interval time.Duration
-	// DedupAge is how long an idempotency key (sender, cid) is kept: a
-	// retry older than that is stored as a new message. Default 720h.
+	// DedupAge is how long an idempotency key (sender, inbox, cid) is
+	// kept: a retry older than that is stored as a new message. Default
+	// 720h.
 	DedupAge time.Duration
 	// CursorAge deletes the delivery cursors of a device that acknowledged
 	// nothing for that long; such a device, if it ever returns, starts at

@@ -111,7 +111,8 @@ func CopyTables() []Table {
 		{Name: "inboxes", Columns: []Column{text("id"), integer("last_seq")}},
 		{Name: "entries", Columns: []Column{text("inbox"), integer("seq"), id("id"), text("sender"),
 			text("recipient"), integer("ts"), text("kind"), text("cid"), bytes("data"), text("conv")}},
-		{Name: "dedup", Columns: []Column{text("sender"), text("cid"), id("id")}},
+		// The key is (sender, inbox, cid) since 011_dedup_inbox.sql.
+		{Name: "dedup", Columns: []Column{text("sender"), text("inbox"), text("cid"), id("id")}},
 		{Name: "cursors", Columns: []Column{text("client_id"), text("inbox"), integer("seq"), timestamp("updated_at")}},
 		// 002_groups.sql
 		{Name: "groups", Columns: []Column{text("id"), text("name"), text("owner"), timestamp("created_at")}},

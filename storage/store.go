@@ -201,8 +201,20 @@ func ConvOf(m *Message, inbox string) string {
 	return m.From
 }
 
-// Idempotent reports whether m is deduplicated on (From, Cid).
+// Idempotent reports whether m is deduplicated: a message (TypeMsg) with a
+// cid, whose idempotency key is (From, DedupInbox, Cid).
 func (m *Message) Idempotent() bool { return m.Cid != "" && m.Type == protocol.TypeMsg }
+
+// DedupInbox returns the inbox that scopes m's idempotency key: the first of
+// m.Inboxes, where m is addressed (the recipient's u/{user}, the group's
+// g/{group}; never the sender's own copy of a direct message). A cid reused
+// for another recipient is another message; "" when m has no inboxes.
+func (m *Message) DedupInbox() string {
+	if len(m.Inboxes) == 0 {
+		return ""
+	}
+	return m.Inboxes[0]
+}
 
 // ContactPair reports the two users a message makes contacts of: a direct
 // message between two different users (stored in the recipient's inbox).
@@ -221,9 +233,12 @@ type Messages interface {
 	//
 	// When m.Cid is set on a message of type protocol.TypeMsg (other types
 	// carry a cid only as a reference) and the sender already stored a
-	// message with that cid,
-	// nothing new is stored: Append returns the entries stored the first time
-	// and dup is true.
+	// message with that cid for the same inbox (the idempotency key is
+	// (sender, inbox, cid), the inbox being m.DedupInbox()), nothing new is
+	// stored: Append returns the entries stored the first time and dup is
+	// true. The same cid sent to another recipient or group is a new
+	// message. Concurrent appends of one key, in one group commit or not,
+	// store it once. A key is kept until Prune drops it (Retention.Dedup).
 	//
 	// Append returns ErrNotFound when one of the inboxes does not exist (and
 	// stores nothing), ErrInvalid when m cannot be stored (see
@@ -266,9 +281,10 @@ type Retention struct {
 	// Tokens deletes access tokens that expired before Now, and the push
 	// tokens their sessions registered.
 	Tokens bool
-	// Dedup is how long an idempotency key (sender, cid) is kept, counted
-	// from its message's TS: a retry older than that is stored again as a
-	// new message. Keep it well above the longest a client retries.
+	// Dedup is how long an idempotency key (sender, inbox, cid) is kept,
+	// counted from its message's TS: a retry older than that is stored
+	// again as a new message. Keep it well above the longest a client
+	// retries.
 	Dedup time.Duration
 	// Cursors deletes every cursor of a client id none of whose cursors was
 	// saved for that long: a device gone for good. Keep it above the

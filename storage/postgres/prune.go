@@ -33,8 +33,8 @@ func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned,
 	if r.Dedup > 0 {
 		// A key is as old as its message (entries_id finds it); a key
 		// whose entries are gone is pruned with them.
-		p.DedupKeys, err = s.pruneSteps(ctx, `DELETE FROM dedup WHERE (sender, cid) IN (
-			SELECT d.sender, d.cid FROM dedup d
+		p.DedupKeys, err = s.pruneSteps(ctx, `DELETE FROM dedup WHERE (sender, inbox, cid) IN (
+			SELECT d.sender, d.inbox, d.cid FROM dedup d
 			WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = d.id AND e.ts >= $1)
 			LIMIT $2)`, r.Now.Add(-r.Dedup).UnixMilli())
 		if err != nil {

@@ -94,28 +94,34 @@ func classifyBatch(err error) error {
 	return classify(err)
 }
 
-type dedupKey struct{ sender, cid string }
+// dedupKey is an idempotency key: (sender, inbox, cid), the inbox being
+// the message's DedupInbox.
+type dedupKey struct{ sender, inbox, cid string }
+
+func keyOf(m *storage.Message) dedupKey { return dedupKey{m.From, m.DedupInbox(), m.Cid} }
 
 // commit runs one transaction for the appends of a batch: a
 // groupcommit.CommitFunc. Two round trips: the first begins, looks up the
 // batch's idempotency keys and locks the inbox counters; the second writes
 // counters, entries, keys, contacts and push jobs, and commits.
 func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcommit.Result[appended], error) {
-	// Which (sender, cid) pairs repeat inside this batch, and which inboxes
-	// the batch may touch.
-	var senders, cids []string
+	// Which idempotency keys repeat inside this batch, and which inboxes
+	// the batch may touch. (The appends of one key go to one shard, that
+	// of their first inbox: on one node they meet in one engine, in one
+	// batch or one after the other.)
+	var senders, inboxes, cids []string
 	first := map[dedupKey]*storage.Message{}
 	followers := map[*storage.Message]*storage.Message{}
 	touched := map[string]bool{}
 	for _, r := range reqs {
 		if r.Idempotent() {
-			k := dedupKey{r.From, r.Cid}
+			k := keyOf(r)
 			if f, ok := first[k]; ok {
 				followers[r] = f
 				continue
 			}
 			first[k] = r
-			senders, cids = append(senders, k.sender), append(cids, k.cid)
+			senders, inboxes, cids = append(senders, k.sender), append(inboxes, k.inbox), append(cids, k.cid)
 		}
 		for _, in := range r.Inboxes {
 			touched[in] = true
@@ -145,8 +151,9 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 	var b1 pgx.Batch
 	b1.Queue("BEGIN")
 	if len(senders) > 0 {
-		b1.Queue(`SELECT d.sender, d.cid, d.id::text FROM dedup d
-			JOIN unnest($1::text[], $2::text[]) AS k(sender, cid) ON d.sender = k.sender AND d.cid = k.cid`, senders, cids)
+		b1.Queue(`SELECT d.sender, d.inbox, d.cid, d.id::text FROM dedup d
+			JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(sender, inbox, cid)
+			ON d.sender = k.sender AND d.inbox = k.inbox AND d.cid = k.cid`, senders, inboxes, cids)
 	}
 	b1.Queue("SELECT id, last_seq FROM inboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
 	br := conn.SendBatch(ctx, &b1)
@@ -164,7 +171,7 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		for rows.Next() {
 			var k dedupKey
 			var id string
-			if err := rows.Scan(&k.sender, &k.cid, &id); err != nil {
+			if err := rows.Scan(&k.sender, &k.inbox, &k.cid, &id); err != nil {
 				rows.Close()
 				br.Close()
 				return nil, err
@@ -216,7 +223,7 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 			continue
 		}
 		if r.Idempotent() {
-			if _, ok := stored[dedupKey{r.From, r.Cid}]; ok {
+			if _, ok := stored[keyOf(r)]; ok {
 				continue
 			}
 		}
@@ -232,7 +239,7 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		eInbox, eID, eSender, eTo, eKind, eCid, eConv []string
 		eSeq, eTS                                     []int64
 		eData                                         [][]byte
-		dSender, dCid, dID                            []string
+		dSender, dInbox, dCid, dID                    []string
 	)
 	eInbox, eID, eSender, eTo = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	eKind, eCid, eSeq, eTS, eData = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
@@ -261,7 +268,8 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		}
 		results[r] = es
 		if r.Idempotent() {
-			dSender, dCid, dID = append(dSender, r.From), append(dCid, r.Cid), append(dID, r.ID)
+			k := keyOf(r)
+			dSender, dInbox, dCid, dID = append(dSender, k.sender), append(dInbox, k.inbox), append(dCid, k.cid), append(dID, r.ID)
 		}
 	}
 	// Round trip 2: counters, entries, idempotency keys, commit.
@@ -277,7 +285,8 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::text[])`,
 			eInbox, eSeq, eID, eSender, eTo, eTS, eKind, eCid, eData, eConv)
 		if len(dSender) > 0 {
-			b2.Queue(`INSERT INTO dedup (sender, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])`, dSender, dCid, dID)
+			b2.Queue(`INSERT INTO dedup (sender, inbox, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[])`,
+				dSender, dInbox, dCid, dID)
 		}
 		if cu, cp, cts := contactRows(fresh, results); len(cu) > 0 {
 			// Sorted rows take their locks in one order in every writer.
@@ -318,9 +327,9 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 				out[i].Value = appended{entries: es, dup: true}
 				continue
 			}
-			id = stored[dedupKey{f.From, f.Cid}]
+			id = stored[keyOf(f)]
 		} else {
-			id = stored[dedupKey{r.From, r.Cid}]
+			id = stored[keyOf(r)]
 		}
 		if id == "" { // the first of the pair failed: so does its repeat
 			out[i].Err = notFound

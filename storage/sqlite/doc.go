@@ -20,9 +20,9 @@
 // Because one goroutine numbers every entry, a per-inbox counter
 // (inboxes.last_seq) read and bumped inside the transaction keeps sequences
 // gapless without row locks; a failed transaction rolls its numbers back with
-// it. A repeated (sender, cid) is looked up inside the transaction, so a
-// repeat finds the first copy whether that committed long ago or a moment
-// earlier in the same batch. A write that fails on its own (a taken user id,
+// it. A repeated idempotency key (sender, inbox, cid) is looked up inside
+// the transaction, so a repeat finds the first copy whether that committed
+// long ago or a moment earlier in the same batch. A write that fails on its own (a taken user id,
 // an inbox that does not exist) is undone alone and the batch goes on. When
 // something breaks the whole transaction, the engine splits the batch and
 // commits the halves apart, down to the culprit, which fails alone; only

@@ -36,8 +36,8 @@ func (s *Store) Prune(ctx context.Context, r storage.Retention) (storage.Pruned,
 		// A key is as old as its message (entries_id finds it); a key
 		// whose entries are gone is pruned with them. dedup has no rowid:
 		// rows are picked by their key.
-		p.DedupKeys, err = s.pruneSteps(ctx, `DELETE FROM dedup WHERE (sender, cid) IN (
-			SELECT d.sender, d.cid FROM dedup d
+		p.DedupKeys, err = s.pruneSteps(ctx, `DELETE FROM dedup WHERE (sender, inbox, cid) IN (
+			SELECT d.sender, d.inbox, d.cid FROM dedup d
 			WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.id = d.id AND e.ts >= ?)
 			LIMIT ?)`, r.Now.Add(-r.Dedup).UnixMilli())
 		if err != nil {

@@ -378,7 +378,10 @@ func TestKillAfterAppend(t *testing.T) {
 		seq   int64
 	}
 	printed := map[copyKey]string{} // stored copy -> message id
-	type sent struct{ from, cid, id string }
+	type sent struct {
+		from, cid, id string
+		inboxes       []string // the recipient's first
+	}
 	var msgs []sent
 	lines, killed := 0, false
 	sc := bufio.NewScanner(stdout)
@@ -388,15 +391,17 @@ func TestKillAfterAppend(t *testing.T) {
 		if len(f) < 4 || f[0] != "stored" {
 			continue
 		}
-		msgs = append(msgs, sent{f[1], f[2], f[3]})
+		m := sent{from: f[1], cid: f[2], id: f[3]}
 		for _, c := range f[4:] {
 			inbox, seqText, _ := strings.Cut(c, ":")
+			m.inboxes = append(m.inboxes, inbox)
 			seq, err := strconv.ParseInt(seqText, 10, 64)
 			if err != nil {
 				t.Fatalf("child printed %q", sc.Text())
 			}
 			printed[copyKey{inbox, seq}] = f[3]
 		}
+		msgs = append(msgs, m)
 		if lines++; lines == killAfter {
 			if err := cmd.Process.Signal(os.Kill); err != nil { // SIGKILL
 				t.Fatalf("kill: %v", err)
@@ -440,10 +445,11 @@ func TestKillAfterAppend(t *testing.T) {
 			}
 		}
 	}
-	// The idempotency keys survived too.
+	// The idempotency keys (sender, recipient's inbox, cid) survived too.
 	for _, m := range msgs[:10] {
-		es, dup, err := s.Append(ctx(t), storage.Message{ID: uuid.NewString(), From: m.from, To: m.from, Cid: m.cid,
-			Type: protocol.TypeMsg, Inboxes: []string{protocol.UserInbox(m.from)}})
+		to := strings.TrimPrefix(m.inboxes[0], protocol.UserPrefix)
+		es, dup, err := s.Append(ctx(t), storage.Message{ID: uuid.NewString(), From: m.from, To: to, Cid: m.cid,
+			Type: protocol.TypeMsg, Inboxes: m.inboxes})
 		if err != nil || !dup || es[0].ID != m.id {
 			t.Errorf("repeat of %s/%s after the kill: dup=%v err=%v entries=%+v", m.from, m.cid, dup, err, es)
 		}

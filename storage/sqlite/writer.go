@@ -139,8 +139,8 @@ func newBatch(ctx context.Context, tx *sql.Tx, pushJobs bool) (*batch, error) {
 		stmt  **sql.Stmt
 		query string
 	}{
-		{&b.selDedup, "SELECT id FROM dedup WHERE sender = ? AND cid = ?"},
-		{&b.insDedup, "INSERT INTO dedup (sender, cid, id) VALUES (?, ?, ?)"},
+		{&b.selDedup, "SELECT id FROM dedup WHERE sender = ? AND inbox = ? AND cid = ?"},
+		{&b.insDedup, "INSERT INTO dedup (sender, inbox, cid, id) VALUES (?, ?, ?, ?)"},
 		{&b.insContact, "INSERT INTO contacts (user_id, peer, last_ts) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
 		{&b.selInbox, "SELECT last_seq FROM inboxes WHERE id = ?"},
 		{&b.updInbox, "UPDATE inboxes SET last_seq = ? WHERE id = ?"},
@@ -168,11 +168,12 @@ func (b *batch) close() {
 // append stores one message. own (an inbox that does not exist) concerns the
 // message alone and leaves nothing behind; err fails the transaction.
 func (b *batch) append(m *storage.Message) (res result, own, err error) {
-	// 1. Idempotency. The lookup runs inside the transaction, so it also
-	// finds a first copy stored earlier in this same batch.
+	// 1. Idempotency, keyed on (sender, inbox, cid). The lookup runs inside
+	// the transaction, so it also finds a first copy stored earlier in this
+	// same batch.
 	if m.Idempotent() {
 		var id string
-		err := b.selDedup.QueryRowContext(b.ctx, m.From, m.Cid).Scan(&id)
+		err := b.selDedup.QueryRowContext(b.ctx, m.From, m.DedupInbox(), m.Cid).Scan(&id)
 		if err == nil {
 			es, err := b.entriesByID(id, m.Inboxes)
 			if err != nil {
@@ -210,7 +211,7 @@ func (b *batch) append(m *storage.Message) (res result, own, err error) {
 			TS: m.TS, Type: m.Type, Cid: m.Cid, Data: m.Data}
 	}
 	if m.Idempotent() {
-		if _, err := b.insDedup.ExecContext(b.ctx, m.From, m.Cid, m.ID); err != nil {
+		if _, err := b.insDedup.ExecContext(b.ctx, m.From, m.DedupInbox(), m.Cid, m.ID); err != nil {
 			return result{}, nil, err
 		}
 	}

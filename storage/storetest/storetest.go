@@ -56,6 +56,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	for name, test := range sessionTests() {
 		tests[name] = test
 	}
+	for name, test := range idempotencyTests() {
+		tests[name] = test
+	}
 	for name, test := range tests {
 		t.Run(name, func(t *testing.T) {
 			s := newStore(t)

@@ -401,7 +401,8 @@ func (a *API) writeUser(w http.ResponseWriter, r *http.Request, id string) {
 // messages pages through an inbox the caller owns:
 // ?inbox=u/bob&after=41&limit=100 (oldest first after a seq),
 // ?before=42 (the page just below a seq), or neither (the newest page).
-// "more" says whether entries exist beyond the page in the paging direction.
+// "more" says whether entries exist beyond the page in the paging direction
+// that the caller may read.
 func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 	q := r.URL.Query()
 	inbox := q.Get("inbox")
@@ -413,8 +414,9 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 		writeError(w, http.StatusBadRequest, "inbox must be u/{user} or g/{group}")
 		return
 	}
-	// A former group member reads up to its removal.
-	var upTo int64
+	// A group member reads from its join (storage.Membership.FromSeq), a
+	// former one up to its removal.
+	var from, upTo int64
 	switch {
 	case t.Kind == protocol.KindUser && t.ID != user:
 		writeError(w, http.StatusForbidden, "only the owner may read an inbox")
@@ -432,6 +434,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 		if !m.Current {
 			upTo = m.RemovedSeq
 		}
+		from = m.FromSeq
 	}
 	limit := 100
 	if s := q.Get("limit"); s != "" {
@@ -468,6 +471,9 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 	more := false
 	switch {
 	case hasAfter:
+		if from > 0 && after < from-1 {
+			after = from - 1
+		}
 		es, err = a.store.Read(r.Context(), inbox, after, limit+1)
 		if len(es) > limit {
 			es, more = es[:limit], true
@@ -481,9 +487,12 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 		if upTo > 0 && before > upTo+1 {
 			before = upTo + 1
 		}
-		if err == nil {
+		if err == nil && before > from {
 			es, err = a.store.ReadBefore(r.Context(), inbox, before, limit+1)
-			if len(es) > limit {
+			// Paging back stops at the member's join.
+			if i := firstFrom(es, from); i > 0 {
+				es = es[i:]
+			} else if len(es) > limit {
 				es, more = es[1:], true
 			}
 		}
@@ -512,6 +521,17 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, user string) {
 	b = append(b, "}\n"...)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+}
+
+// firstFrom returns the index of the first of es (in seq order) at or after
+// seq from.
+func firstFrom(es []protocol.Entry, from int64) int {
+	for i, e := range es {
+		if e.Seq >= from {
+			return i
+		}
+	}
+	return len(es)
 }
 
 // bulkUsers provisions many users at once (load tests, imports): new users

@@ -62,6 +62,9 @@ type Config struct {
 	WritesPending int
 	// MaxGroupMembers is the largest group. Default 1024.
 	MaxGroupMembers int
+	// GroupLimits bound how fast each user creates groups and adds
+	// members, on this node (groups.Limits; zero values take its defaults).
+	GroupLimits groups.Limits
 	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
 	// HTTPAddr (MetricsAddr when set), for measuring; keep that address
 	// private. Default off.
@@ -227,6 +230,11 @@ func limitDefault(v, def int) int {
 		return 0
 	}
 	return v
+}
+
+// groups returns the configuration of the node's groups.Service.
+func (c *Config) groups(consent groups.Consent) groups.Config {
+	return groups.Config{MaxMembers: c.MaxGroupMembers, Limits: c.GroupLimits, Consent: consent}
 }
 
 // newHTTPServer returns an http.Server with the configured timeouts. It
@@ -478,7 +486,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Cluster:  clusterFunc,
 		Static:   d.Static,
 		Presence: presenceAPI,
-		Groups:   groups.New(groups.Config{MaxMembers: cfg.MaxGroupMembers, Consent: cons}, d.Store, groupsBroker),
+		Groups:   groups.New(cfg.groups(cons), d.Store, groupsBroker),
 		Consent:  cons,
 		Push:     pushAPI,
 		Sessions: s.sessions,

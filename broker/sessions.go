@@ -156,7 +156,7 @@ func (s *Server) initSessions(d Deps) error {
 	if s.bus != nil {
 		gb = clusterGroups{s.inbox, s.bus}
 	}
-	s.sessions = newSessions(s, d, groups.New(groups.Config{MaxMembers: s.cfg.MaxGroupMembers}, d.Store, gb))
+	s.sessions = newSessions(s, d, groups.New(s.cfg.groups(nil), d.Store, gb))
 	if err := s.mqtt.AddHook(s.sessions, nil); err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}

@@ -6,6 +6,7 @@ package groups
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,6 +46,7 @@ type Store interface {
 	AddMember(ctx context.Context, group, user, role string) error
 	RemoveMember(ctx context.Context, group, user string, atSeq int64) error
 	RenameGroup(ctx context.Context, id, name string) error
+	SetGroupHistory(ctx context.Context, id, history string) error
 	Append(ctx context.Context, m storage.Message) ([]protocol.Entry, bool, error)
 }
 
@@ -62,6 +64,9 @@ type Config struct {
 	// Consent refuses adds its users do not allow. nil: anyone may add
 	// anyone.
 	Consent Consent
+	// Limits bound how fast each user creates groups and adds members, on
+	// this node.
+	Limits Limits
 }
 
 // Service manages groups.
@@ -70,6 +75,7 @@ type Service struct {
 	store  Store
 	broker Broker
 	now    func() time.Time
+	limits *limiter
 }
 
 // New returns a Service.
@@ -77,7 +83,7 @@ func New(cfg Config, store Store, broker Broker) *Service {
 	if cfg.MaxMembers <= 0 {
 		cfg.MaxMembers = 1024
 	}
-	return &Service{cfg: cfg, store: store, broker: broker, now: time.Now}
+	return &Service{cfg: cfg, store: store, broker: broker, now: time.Now, limits: newLimiter(cfg.Limits)}
 }
 
 // MaxMembers returns the member limit.
@@ -96,11 +102,17 @@ func newID() string {
 	return string(b[:])
 }
 
-// Create makes a group owned by owner with the given other members.
-func (s *Service) Create(ctx context.Context, owner, name string, members []string) (storage.Group, error) {
+// Create makes a group owned by owner with the given other members, and
+// its history ("join", the default when "", or "full": what members added
+// later read of what came before them).
+func (s *Service) Create(ctx context.Context, owner, name string, members []string, hist string) (storage.Group, error) {
 	name, ok := protocol.CleanName(name) // no bidi controls, invisible or control characters
 	if !ok {
 		return storage.Group{}, ErrInvalidName
+	}
+	hist, err := history(hist)
+	if err != nil {
+		return storage.Group{}, err
 	}
 	ms := []storage.Member{{User: owner, Role: storage.RoleOwner}}
 	seen := map[string]bool{owner: true}
@@ -116,10 +128,13 @@ func (s *Service) Create(ctx context.Context, owner, name string, members []stri
 	if len(ms) > s.cfg.MaxMembers {
 		return storage.Group{}, fmt.Errorf("%w: at most %d", ErrTooManyMembers, s.cfg.MaxMembers)
 	}
+	if err := s.limits.take(owner, true, len(ms)-1, s.now()); err != nil {
+		return storage.Group{}, err
+	}
 	if err := s.accepted(ctx, owner, members); err != nil {
 		return storage.Group{}, err
 	}
-	g := storage.Group{ID: newID(), Name: name, Owner: owner, Members: ms}
+	g := storage.Group{ID: newID(), Name: name, Owner: owner, History: hist, Members: ms}
 	if err := s.store.CreateGroup(ctx, g); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return storage.Group{}, fmt.Errorf("%w: %w", ErrInvalidMember, err)
@@ -182,6 +197,9 @@ func (s *Service) AddMember(ctx context.Context, caller, id, user string) (stora
 	}
 	if len(g.Members) >= s.cfg.MaxMembers {
 		return storage.Group{}, fmt.Errorf("%w: the group has %d members, the limit", ErrTooManyMembers, len(g.Members))
+	}
+	if err := s.limits.take(caller, false, 1, s.now()); err != nil {
+		return storage.Group{}, err
 	}
 	if err := s.accepted(ctx, caller, []string{user}); err != nil {
 		return storage.Group{}, err
@@ -268,9 +286,15 @@ func (s *Service) Rename(ctx context.Context, caller, id, name string) (storage.
 
 // event stores a group event in the group's inbox and delivers it.
 func (s *Service) event(ctx context.Context, group, typ, by, user, name string) (protocol.Entry, error) {
+	return s.appendEvent(ctx, group, typ, by, protocol.GroupEventData(user, by, name))
+}
+
+// appendEvent stores a group event with its data in the group's inbox and
+// delivers it.
+func (s *Service) appendEvent(ctx context.Context, group, typ, by string, data json.RawMessage) (protocol.Entry, error) {
 	es, _, err := s.store.Append(ctx, storage.Message{
 		ID: uuid.Must(uuid.NewV7()).String(), From: by, To: group, TS: s.now().UnixMilli(), Type: typ,
-		Data: protocol.GroupEventData(user, by, name), Inboxes: []string{protocol.GroupInbox(group)},
+		Data: data, Inboxes: []string{protocol.GroupInbox(group)},
 	})
 	if err != nil {
 		return protocol.Entry{}, fmt.Errorf("group event: %w", err)

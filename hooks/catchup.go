@@ -3,6 +3,7 @@ package hooks
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -88,6 +89,14 @@ func (f *fanout) catchup(g *gate) bool {
 	if !ok {
 		return false
 	}
+	// A group member reads from its join on: a device whose cursor is older
+	// (its user was removed and added back, and the device kept its
+	// cursor) starts just before it, not with what happened meanwhile.
+	floor := f.floor(g)
+	if after < floor {
+		after = floor
+		f.raiseCursor(g, floor)
+	}
 	g.start, g.fromEnd = after, fromEnd
 	f.at(g, stepStarted)
 	f.log.Debug("catch-up", "client", g.sess.id, "inbox", g.inbox, "after", after)
@@ -111,11 +120,17 @@ func (f *fanout) catchup(g *gate) bool {
 			}
 			continue
 		}
+		skipped := int64(0)
 		for _, e := range es {
-			if !f.sendDirect(g, e) {
+			if e.Seq <= floor {
+				skipped = e.Seq // from before the member joined (after a rewind below)
+			} else if !f.sendDirect(g, e) {
 				return false
 			}
 			after = e.Seq
+		}
+		if skipped > 0 {
+			f.raiseCursor(g, skipped)
 		}
 		f.metrics.CatchupEntries.Add(float64(len(es)))
 		f.at(g, stepRead)
@@ -161,6 +176,38 @@ func (f *fanout) catchup(g *gate) bool {
 func (f *fanout) at(g *gate, s catchupStep) {
 	if f.step != nil {
 		f.step(g, s)
+	}
+}
+
+// floor returns the seq after which g's device may read g's inbox: for a
+// group, the member's FromSeq - 1 (0 while it reads from the start); 0 for
+// a user's own inbox and for administrators.
+func (f *fanout) floor(g *gate) int64 {
+	if g.sess.admin || !strings.HasPrefix(g.inbox, protocol.GroupPrefix) {
+		return 0
+	}
+	from, ok := f.members.member(g.inbox[len(protocol.GroupPrefix):], g.sess.user)
+	if !ok || from <= 1 {
+		return 0
+	}
+	return from - 1
+}
+
+// raiseCursor moves g's device's cursor up to seq: the entries up to it are
+// not its to acknowledge, so its acknowledgements of the later ones move the
+// cursor on from there.
+func (f *fanout) raiseCursor(g *gate, seq int64) {
+	sess := g.sess
+	sess.mu.Lock()
+	wm := sess.cursors[g.inbox]
+	moved := wm != nil && wm.raise(seq)
+	var w int64
+	if moved {
+		w = wm.w
+	}
+	sess.mu.Unlock()
+	if moved {
+		f.acks.setCursor(sess.id, g.inbox, w)
 	}
 }
 

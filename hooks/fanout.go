@@ -132,9 +132,10 @@ func (f *fanout) shard(inbox string) *deliveryShard {
 
 // allow implements DeliveryGate for inbox topics. It runs on the
 // publisher's goroutine for every subscriber of the topic on this node: it
-// refuses deliveries to subscriptions still catching up, and to removed
-// group members, and disconnects subscribers whose unacknowledged
-// deliveries overflow.
+// refuses deliveries to subscriptions still catching up, to removed group
+// members and, of entries from before a member joined (a member added back
+// while an entry stored before is fanned out), to that member; and it
+// disconnects subscribers whose unacknowledged deliveries overflow.
 func (f *fanout) allow(cl *mqtt.Client, topic string) bool {
 	// Unacknowledged deliveries, counted once for both windows below, and
 	// the seq of the entry local is fanning out (0 for typing, which is
@@ -145,8 +146,14 @@ func (f *fanout) allow(cl *mqtt.Client, topic string) bool {
 		seq = cur.seq
 	}
 	if sess := f.sessions.of(cl); sess != nil {
-		if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin && !f.members.has(topic[len(protocol.GroupPrefix):], sess.user) {
-			return false // removed, or a subscription from before a change made on another node
+		if strings.HasPrefix(topic, protocol.GroupPrefix) && !sess.admin {
+			from, ok := f.members.member(topic[len(protocol.GroupPrefix):], sess.user)
+			if !ok {
+				return false // removed, or a subscription from before a change made on another node
+			}
+			if seq > 0 && seq < from {
+				return false // stored before the member joined
+			}
 		}
 		g := sess.gateOf(topic)
 		if g != nil && !g.live.Load() {

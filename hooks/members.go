@@ -29,7 +29,7 @@ type groupCache struct {
 }
 
 type groupInfo struct {
-	members map[string]bool
+	members map[string]int64 // current member -> its storage.Member.FromSeq
 	loaded  time.Time
 	missing bool // the group does not exist
 }
@@ -48,7 +48,7 @@ func (c *groupCache) get(ctx context.Context, id string) (*groupInfo, error) {
 	if c.store != nil {
 		g, err = c.store.GetGroup(ctx, id)
 	}
-	gi = &groupInfo{members: map[string]bool{}, loaded: time.Now()}
+	gi = &groupInfo{members: map[string]int64{}, loaded: time.Now()}
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		gi.missing = true
@@ -56,7 +56,7 @@ func (c *groupCache) get(ctx context.Context, id string) (*groupInfo, error) {
 		return nil, err
 	default:
 		for _, m := range g.Members {
-			gi.members[m.User] = true
+			gi.members[m.User] = m.FromSeq
 		}
 	}
 	c.mu.Lock()
@@ -90,14 +90,23 @@ func newMembers(store GroupStore, ttl, timeout time.Duration, log *slog.Logger) 
 // has reports whether user currently belongs to group; a store error
 // counts as no.
 func (m *members) has(group, user string) bool {
+	_, ok := m.member(group, user)
+	return ok
+}
+
+// member reports whether user currently belongs to group, and the first
+// seq of the group's inbox it reads (storage.Member.FromSeq: 0 from the
+// start); a store error counts as no.
+func (m *members) member(group, user string) (fromSeq int64, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
 	gi, err := m.cache.get(ctx, group)
 	if err != nil {
 		m.log.Warn("group membership", "group", group, "error", err)
-		return false
+		return 0, false
 	}
-	return gi.members[user]
+	fromSeq, ok = gi.members[user]
+	return fromSeq, ok
 }
 
 // count returns the number of current members of group (0 if unknown).

@@ -88,8 +88,14 @@ func (p *publisher) publishRead(cl *mqtt.Client, sess *session, pk packets.Packe
 
 // readReceipts tells the senders of the messages in (prev, seq] of inbox
 // that reader has read them: one receipt per sender; for a group, with how
-// many of the other members have read that far.
+// many of the other members have read that far. A group member reads from
+// its join: the messages from before are not its to have read.
 func (a *acks) readReceipts(rs ReadStore, reader, inbox, conv string, prev, seq int64) {
+	if strings.HasPrefix(inbox, protocol.GroupPrefix) {
+		if from, ok := a.members.member(inbox[len(protocol.GroupPrefix):], reader); ok && from > 0 {
+			prev = max(prev, from-1)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
 	defer cancel()
 	msgs, err := rs.Unread(ctx, reader, inbox, conv, prev, seq, maxReceiptIDs)

@@ -36,3 +36,19 @@ func (m *watermark) ack(seq int64) bool {
 	}
 	return true
 }
+
+// raise moves the watermark up to seq, as if every seq up to it had been
+// acknowledged, and reports whether it moved.
+func (m *watermark) raise(seq int64) bool {
+	if seq <= m.w {
+		return false
+	}
+	above := m.above
+	m.w, m.above = seq, nil
+	for s := range above {
+		if s > seq {
+			m.ack(s)
+		}
+	}
+	return true
+}

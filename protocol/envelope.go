@@ -17,11 +17,14 @@ const (
 	TypeRead    = "read"    // a read marker published by a client
 
 	// Group events, stored in the group's inbox; Data holds "user" (the
-	// member concerned), "by" (who did it), and for renames "name".
-	TypeGroupCreated  = "group_created"
-	TypeMemberAdded   = "member_added"
-	TypeMemberRemoved = "member_removed"
-	TypeRenamed       = "renamed"
+	// member concerned), "by" (who did it), for renames "name", and for
+	// history changes "history" (what members added from then on read:
+	// "join" or "full").
+	TypeGroupCreated   = "group_created"
+	TypeMemberAdded    = "member_added"
+	TypeMemberRemoved  = "member_removed"
+	TypeRenamed        = "renamed"
+	TypeHistoryChanged = "history_changed"
 )
 
 // MaxCidLen is the longest client-chosen message id, in bytes.
@@ -438,6 +441,16 @@ func GroupEventData(user, by, name string) json.RawMessage {
 		b = append(b, `,"name":`...)
 		b = appendString(b, name)
 	}
+	return append(b, '}')
+}
+
+// GroupHistoryData returns the Data of a history_changed group event: by
+// set the group's history to history.
+func GroupHistoryData(by, history string) json.RawMessage {
+	b := []byte(`{"by":`)
+	b = appendString(b, by)
+	b = append(b, `,"history":`...)
+	b = appendString(b, history)
 	return append(b, '}')
 }
 

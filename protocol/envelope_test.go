@@ -396,6 +396,7 @@ func TestDataHelpers(t *testing.T) {
 		"receipt":                   {protocol.ReceiptData("delivered", "bob", "u/bob", []string{"m1", "m2"}), `{"status":"delivered","by":"bob","for":"u/bob","ids":["m1","m2"]}`},
 		"receipt without ids":       {protocol.ReceiptData("read", "bob", "", nil), `{"status":"read","by":"bob","ids":[]}`},
 		"receipt with odd ids":      {protocol.ReceiptData("read", "b\"ob", "", []string{"\x00", "&"}), `{"status":"read","by":"b\"ob","ids":["\u0000","\u0026"]}`},
+		"history changed":           {protocol.GroupHistoryData("alice", "full"), `{"by":"alice","history":"full"}`},
 		"text":                      {protocol.TextBody("hi"), `{"text":"hi"}`},
 		"empty text":                {protocol.TextBody(""), `{"text":""}`},
 		"escaped text":              {protocol.TextBody("a\"\xff\u2028"), `{"text":"a\"\ufffd\u2028"}`},

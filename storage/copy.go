@@ -114,10 +114,11 @@ func CopyTables() []Table {
 		// The key is (sender, inbox, cid) since 011_dedup_inbox.sql.
 		{Name: "dedup", Columns: []Column{text("sender"), text("inbox"), text("cid"), id("id")}},
 		{Name: "cursors", Columns: []Column{text("client_id"), text("inbox"), integer("seq"), timestamp("updated_at")}},
-		// 002_groups.sql
-		{Name: "groups", Columns: []Column{text("id"), text("name"), text("owner"), timestamp("created_at")}},
+		// 002_groups.sql (012_group_history.sql adds groups.history and
+		// group_members.from_seq)
+		{Name: "groups", Columns: []Column{text("id"), text("name"), text("owner"), timestamp("created_at"), text("history")}},
 		{Name: "group_members", Columns: []Column{text("group_id"), text("user_id"), text("role"), timestamp("added_at"),
-			{Name: "removed_seq", Kind: KindInt, Null: true}}},
+			{Name: "removed_seq", Kind: KindInt, Null: true}, integer("from_seq")}},
 		{Name: "contacts", Columns: []Column{text("user_id"), text("peer"), integer("last_ts")}},
 		// 003_presence.sql
 		{Name: "presence", Columns: []Column{text("user_id"), {Name: "last_seen", Kind: KindTime, Null: true}, text("privacy")}},

@@ -18,6 +18,7 @@ import (
 
 	"github.com/parleychat/parley/auth"
 	"github.com/parleychat/parley/broker"
+	"github.com/parleychat/parley/groups"
 	"github.com/parleychat/parley/hooks"
 )
 
@@ -84,6 +85,10 @@ type config struct {
 	RefusalBurst   int           `key:"limits.presence_refusal_burst" default:"50" help:"burst above limits.presence_refusal_rate"`
 	WritesPending  int           `key:"limits.writes_pending" default:"256" help:"outbound queue per client; overflowing subscribers are disconnected and catch up"`
 	MaxMembers     int           `key:"groups.max_members" default:"1024" help:"the most members a group may have"`
+	GroupCreate    float64       `key:"groups.create_rate" default:"30" help:"groups each user may create per hour on each node, once groups.create_burst is spent (negative: no limit)"`
+	GroupCreateMax int           `key:"groups.create_burst" default:"10" help:"groups each user may create at once"`
+	GroupAdd       float64       `key:"groups.add_rate" default:"2000" help:"members each user may add to groups per hour on each node, those listed when creating a group included, once groups.add_burst is spent (negative: no limit)"`
+	GroupAddMax    int           `key:"groups.add_burst" default:"1024" help:"members each user may add at once (a group created with more is refused); at least groups.max_members lets one full group be created at once"`
 	WriteTimeout   time.Duration `key:"limits.write_timeout" default:"10s" help:"a client that does not read for this long is disconnected"`
 	MaxConns       int           `key:"limits.max_connections" default:"50000" help:"open connections per MQTT or WebSocket listener; more are closed at accept (-1: no limit)"`
 	MaxConnsPerIP  int           `key:"limits.max_connections_per_ip" default:"1000" help:"open connections per client address (IPv6: per /64) across MQTT and WebSocket; more are closed at accept (-1: no limit)"`
@@ -317,6 +322,7 @@ func (c *config) validate() error {
 	if c.MaxMembers < 2 || c.MaxMembers > 100000 {
 		errs = append(errs, fmt.Errorf("groups.max_members must be 2 to 100000"))
 	}
+	errs = append(errs, c.validateGroupLimits()...)
 	if c.Writers < 1 || c.Writers > 64 {
 		errs = append(errs, fmt.Errorf("database.writers must be 1 to 64"))
 	}
@@ -476,6 +482,35 @@ func (c *config) clientLimits() (hooks.AuthConfig, hooks.InboxConfig, hooks.Pres
 			MaxTopicLen: c.MaxTopicLen, MaxTopicLevels: c.MaxTopicLevels, MaxFilters: c.MaxFilters,
 			MaxSessionsPerUser: c.MaxSessUser, MaxSessionExpiry: c.MaxSessionExp},
 		hooks.PresenceConfig{RefusalRate: c.RefusalRate, RefusalBurst: c.RefusalBurst}
+}
+
+// validateGroupLimits checks the limits on groups created and members
+// added per user (groups.Limits).
+func (c *config) validateGroupLimits() []error {
+	var errs []error
+	for _, r := range []struct {
+		key string
+		v   float64
+	}{{"groups.create_rate", c.GroupCreate}, {"groups.add_rate", c.GroupAdd}} {
+		if r.v == 0 {
+			errs = append(errs, fmt.Errorf("%s must be more than 0 (per hour), or negative for no limit", r.key))
+		}
+	}
+	for _, b := range []struct {
+		key string
+		v   int
+	}{{"groups.create_burst", c.GroupCreateMax}, {"groups.add_burst", c.GroupAddMax}} {
+		if b.v < 1 {
+			errs = append(errs, fmt.Errorf("%s must be 1 or more", b.key))
+		}
+	}
+	return errs
+}
+
+// groupLimits returns the limits on groups created and members added per
+// user, for broker.Config.GroupLimits.
+func (c *config) groupLimits() groups.Limits {
+	return groups.Limits{CreateRate: c.GroupCreate, CreateBurst: c.GroupCreateMax, AddRate: c.GroupAdd, AddBurst: c.GroupAddMax}
 }
 
 // admins returns the administrators and their secrets (auth.Config.Admins).

@@ -114,7 +114,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		ConnectBurstPerIP: cfg.ConnBurstPerIP, HTTPReadTimeout: cfg.HTTPRead, HTTPReadHeaderTimeout: cfg.HTTPReadHeader,
 		HTTPIdleTimeout: cfg.HTTPIdle, HTTPMaxHeaderBytes: cfg.HTTPMaxHeader,
 		// Clients (hardening): per-connection and per-user limits.
-		Auth: authLim, Inbox: inboxLim, Presence: presenceLim,
+		Auth: authLim, Inbox: inboxLim, Presence: presenceLim, GroupLimits: cfg.groupLimits(),
 		Push: push.ServiceConfig{Grace: cfg.PushGrace}, MaxPushDevices: cfg.PushMaxDevices,
 		Maintenance: broker.MaintenanceConfig{Interval: cfg.MaintInterval, DedupAge: cfg.MaintDedupAge,
 			CursorAge: cfg.MaintCursorAge, PushAckAge: cfg.MaintAckAge,

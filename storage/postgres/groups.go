@@ -16,6 +16,12 @@ var _ storage.Groups = (*Store)(nil)
 
 // CreateGroup stores a group, its members and its inbox in one transaction.
 func (s *Store) CreateGroup(ctx context.Context, g storage.Group) error {
+	if g.History == "" {
+		g.History = storage.HistoryJoin
+	}
+	if err := storage.CheckHistory(g.History); err != nil {
+		return fmt.Errorf("create group: %w", err)
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	users := make([]string, len(g.Members))
@@ -24,7 +30,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group) error {
 		users[i], roles[i] = m.User, m.Role
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO groups (id, name, owner) VALUES ($1, $2, $3)", g.ID, g.Name, g.Owner); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO groups (id, name, owner, history) VALUES ($1, $2, $3, $4)", g.ID, g.Name, g.Owner, g.History); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO group_members (group_id, user_id, role)
@@ -50,10 +56,12 @@ func classifyRef(err error) error {
 	return classify(err)
 }
 
-const groupColumns = "g.id, g.name, g.owner, g.created_at, coalesce(i.last_seq, 0)"
+const groupColumns = "g.id, g.name, g.owner, g.history, g.created_at, coalesce(i.last_seq, 0)"
 
+// members returns the current members of groups, with the from_seq they
+// were added at (groups reads it as 0 in a 'full' group).
 func (s *Store) members(ctx context.Context, ids []string) (map[string][]storage.Member, error) {
-	rows, err := s.pool.Query(ctx, `SELECT group_id, user_id, role, added_at FROM group_members
+	rows, err := s.pool.Query(ctx, `SELECT group_id, user_id, role, added_at, from_seq FROM group_members
 		WHERE group_id = ANY($1) AND removed_seq IS NULL ORDER BY group_id, user_id`, ids)
 	if err != nil {
 		return nil, err
@@ -63,7 +71,7 @@ func (s *Store) members(ctx context.Context, ids []string) (map[string][]storage
 	for rows.Next() {
 		var gid string
 		var m storage.Member
-		if err := rows.Scan(&gid, &m.User, &m.Role, &m.AddedAt); err != nil {
+		if err := rows.Scan(&gid, &m.User, &m.Role, &m.AddedAt, &m.FromSeq); err != nil {
 			return nil, err
 		}
 		out[gid] = append(out[gid], m)
@@ -79,7 +87,7 @@ func (s *Store) groups(ctx context.Context, where string, arg any) ([]storage.Gr
 	var gs []storage.Group
 	for rows.Next() {
 		var g storage.Group
-		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.CreatedAt, &g.LastSeq); err != nil {
+		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.History, &g.CreatedAt, &g.LastSeq); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -99,6 +107,11 @@ func (s *Store) groups(ctx context.Context, where string, arg any) ([]storage.Gr
 	}
 	for i := range gs {
 		gs[i].Members = ms[gs[i].ID]
+		if gs[i].History == storage.HistoryFull {
+			for j := range gs[i].Members {
+				gs[i].Members[j].FromSeq = 0
+			}
+		}
 	}
 	return gs, nil
 }
@@ -135,8 +148,9 @@ func (s *Store) GetMembership(ctx context.Context, group, user string) (storage.
 	defer cancel()
 	var m storage.Membership
 	var removed *int64
-	err := s.pool.QueryRow(ctx, "SELECT role, removed_seq FROM group_members WHERE group_id = $1 AND user_id = $2", group, user).
-		Scan(&m.Role, &removed)
+	err := s.pool.QueryRow(ctx, `SELECT m.role, m.removed_seq, CASE WHEN g.history = 'full' THEN 0 ELSE m.from_seq END
+		FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.group_id = $1 AND m.user_id = $2`, group, user).
+		Scan(&m.Role, &removed, &m.FromSeq)
 	if err != nil {
 		return storage.Membership{}, fmt.Errorf("membership: %w", classify(err))
 	}
@@ -147,13 +161,18 @@ func (s *Store) GetMembership(ctx context.Context, group, user string) (storage.
 	return m, nil
 }
 
-// AddMember makes user a current member of group.
+// AddMember makes user a current member of group, reading from the group
+// inbox's next seq. The inbox row is read FOR SHARE: an append to the group
+// under way (holding the row) commits first, and the member starts after
+// it.
 func (s *Store) AddMember(ctx context.Context, group, user, role string) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	tag, err := s.pool.Exec(ctx, `INSERT INTO group_members (group_id, user_id, role) VALUES ($1, $2, $3)
-		ON CONFLICT (group_id, user_id) DO UPDATE SET role = EXCLUDED.role, removed_seq = NULL, added_at = now()
-		WHERE group_members.removed_seq IS NOT NULL`, group, user, role)
+	tag, err := s.pool.Exec(ctx, `INSERT INTO group_members (group_id, user_id, role, from_seq)
+		VALUES ($1, $2, $3, coalesce((SELECT last_seq FROM inboxes WHERE id = $4 FOR SHARE), 0) + 1)
+		ON CONFLICT (group_id, user_id) DO UPDATE SET role = EXCLUDED.role, removed_seq = NULL, added_at = now(),
+			from_seq = EXCLUDED.from_seq
+		WHERE group_members.removed_seq IS NOT NULL`, group, user, role, protocol.GroupInbox(group))
 	if err != nil {
 		return fmt.Errorf("add member: %w", classifyRef(err))
 	}
@@ -188,6 +207,23 @@ func (s *Store) RenameGroup(ctx context.Context, id, name string) error {
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("rename group: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// SetGroupHistory sets a group's history.
+func (s *Store) SetGroupHistory(ctx context.Context, id, history string) error {
+	if err := storage.CheckHistory(history); err != nil {
+		return fmt.Errorf("set group history: %w", err)
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	tag, err := s.pool.Exec(ctx, "UPDATE groups SET history = $2 WHERE id = $1", id, history)
+	if err != nil {
+		return fmt.Errorf("set group history: %w", classify(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("set group history: %w", storage.ErrNotFound)
 	}
 	return nil
 }

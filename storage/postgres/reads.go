@@ -89,12 +89,14 @@ func (s *Store) Conversations(ctx context.Context, user string) ([]storage.Conve
 	own := protocol.UserInbox(user)
 	// One row per conversation: its newest entry, its read cursor (for a
 	// direct one the later of the conversation's and the whole inbox's),
-	// and the messages from others after it.
+	// and the messages from others after it. A group member sees neither
+	// entries nor unread messages below its from_seq.
 	rows, err := s.pool.Query(ctx, `
 		WITH convs AS (
-			SELECT peer AS peer, '' AS grp, $2::text AS inbox, peer AS conv FROM contacts WHERE user_id = $1
+			SELECT peer AS peer, '' AS grp, $2::text AS inbox, peer AS conv, 0::bigint AS from_seq FROM contacts WHERE user_id = $1
 			UNION ALL
-			SELECT '', group_id, 'g/' || group_id, '' FROM group_members WHERE user_id = $1 AND removed_seq IS NULL
+			SELECT '', m.group_id, 'g/' || m.group_id, '', CASE WHEN g.history = 'full' THEN 0 ELSE m.from_seq END
+			FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = $1 AND m.removed_seq IS NULL
 		), cur AS (
 			SELECT c.*, greatest(
 				coalesce((SELECT seq FROM read_cursors r WHERE r.user_id = $1 AND r.inbox = c.inbox AND r.conv = c.conv), 0),
@@ -103,10 +105,10 @@ func (s *Store) Conversations(ctx context.Context, user string) ([]storage.Conve
 		)
 		SELECT cur.peer, cur.grp, cur.read_seq,
 			(SELECT count(*) FROM entries u WHERE u.inbox = cur.inbox AND (cur.grp <> '' OR u.conv = cur.conv)
-				AND u.kind = 'msg' AND u.sender <> $1 AND u.seq > cur.read_seq),
+				AND u.kind = 'msg' AND u.sender <> $1 AND u.seq > cur.read_seq AND u.seq >= cur.from_seq),
 			e.inbox, e.seq, e.id::text, e.sender, e.recipient, e.ts, e.kind, e.cid, e.data
 		FROM cur LEFT JOIN LATERAL (
-			SELECT * FROM entries x WHERE x.inbox = cur.inbox AND (cur.grp <> '' OR x.conv = cur.conv)
+			SELECT * FROM entries x WHERE x.inbox = cur.inbox AND (cur.grp <> '' OR x.conv = cur.conv) AND x.seq >= cur.from_seq
 			ORDER BY x.seq DESC LIMIT 1
 		) e ON true
 		ORDER BY e.ts DESC NULLS LAST, cur.peer, cur.grp`, user, own)

@@ -27,10 +27,16 @@ func classifyRef(err error) error {
 
 // CreateGroup stores a group, its members and its inbox in one transaction.
 func (s *Store) CreateGroup(ctx context.Context, g storage.Group) error {
+	if g.History == "" {
+		g.History = storage.HistoryJoin
+	}
+	if err := storage.CheckHistory(g.History); err != nil {
+		return fmt.Errorf("create group: %w", err)
+	}
 	now := time.Now().UnixMicro()
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "INSERT INTO groups (id, name, owner, created_at) VALUES (?, ?, ?, ?)",
-			g.ID, g.Name, g.Owner, now); err != nil {
+		if _, err := tx.ExecContext(ctx, "INSERT INTO groups (id, name, owner, history, created_at) VALUES (?, ?, ?, ?, ?)",
+			g.ID, g.Name, g.Owner, g.History, now); err != nil {
 			return err
 		}
 		for _, m := range g.Members {
@@ -49,7 +55,7 @@ func (s *Store) CreateGroup(ctx context.Context, g storage.Group) error {
 }
 
 func (s *Store) groups(ctx context.Context, where string, args ...any) ([]storage.Group, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT g.id, g.name, g.owner, g.created_at, coalesce(i.last_seq, 0)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT g.id, g.name, g.owner, g.history, g.created_at, coalesce(i.last_seq, 0)
 		FROM groups g LEFT JOIN inboxes i ON i.id = 'g/' || g.id `+where, args...)
 	if err != nil {
 		return nil, err
@@ -58,7 +64,7 @@ func (s *Store) groups(ctx context.Context, where string, args ...any) ([]storag
 	for rows.Next() {
 		var g storage.Group
 		var created int64
-		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &created, &g.LastSeq); err != nil {
+		if err := rows.Scan(&g.ID, &g.Name, &g.Owner, &g.History, &created, &g.LastSeq); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -76,7 +82,7 @@ func (s *Store) groups(ctx context.Context, where string, args ...any) ([]storag
 	for i, g := range gs {
 		ids[i] = g.ID
 	}
-	mrows, err := s.rdb.QueryContext(ctx, `SELECT group_id, user_id, role, added_at FROM group_members
+	mrows, err := s.rdb.QueryContext(ctx, `SELECT group_id, user_id, role, added_at, from_seq FROM group_members
 		WHERE removed_seq IS NULL AND group_id IN (?`+strings.Repeat(",?", len(ids)-1)+`) ORDER BY group_id, user_id`, ids...)
 	if err != nil {
 		return nil, err
@@ -87,7 +93,7 @@ func (s *Store) groups(ctx context.Context, where string, args ...any) ([]storag
 		var gid string
 		var m storage.Member
 		var added int64
-		if err := mrows.Scan(&gid, &m.User, &m.Role, &added); err != nil {
+		if err := mrows.Scan(&gid, &m.User, &m.Role, &added, &m.FromSeq); err != nil {
 			return nil, err
 		}
 		m.AddedAt = time.UnixMicro(added)
@@ -98,6 +104,11 @@ func (s *Store) groups(ctx context.Context, where string, args ...any) ([]storag
 	}
 	for i := range gs {
 		gs[i].Members = byID[gs[i].ID]
+		if gs[i].History == storage.HistoryFull {
+			for j := range gs[i].Members {
+				gs[i].Members[j].FromSeq = 0 // a 'full' group reads from_seq as 0
+			}
+		}
 	}
 	return gs, nil
 }
@@ -143,8 +154,9 @@ func (s *Store) GetMembership(ctx context.Context, group, user string) (storage.
 	defer cancel()
 	var m storage.Membership
 	var removed sql.NullInt64
-	if err := s.rdb.QueryRowContext(ctx, "SELECT role, removed_seq FROM group_members WHERE group_id = ? AND user_id = ?",
-		group, user).Scan(&m.Role, &removed); err != nil {
+	if err := s.rdb.QueryRowContext(ctx, `SELECT m.role, m.removed_seq, CASE WHEN g.history = 'full' THEN 0 ELSE m.from_seq END
+		FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.group_id = ? AND m.user_id = ?`,
+		group, user).Scan(&m.Role, &removed, &m.FromSeq); err != nil {
 		return storage.Membership{}, fmt.Errorf("membership: %w", s.readErr(err))
 	}
 	m.Current = !removed.Valid
@@ -152,12 +164,16 @@ func (s *Store) GetMembership(ctx context.Context, group, user string) (storage.
 	return m, nil
 }
 
-// AddMember makes user a current member of group.
+// AddMember makes user a current member of group, reading from the group
+// inbox's next seq (read in the writer's transaction, which no append
+// interleaves with).
 func (s *Store) AddMember(ctx context.Context, group, user, role string) error {
 	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_id, user_id, role, added_at) VALUES (?, ?, ?, ?)
-			ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role, removed_seq = NULL, added_at = excluded.added_at
-			WHERE group_members.removed_seq IS NOT NULL`, group, user, role, time.Now().UnixMicro())
+		res, err := tx.ExecContext(ctx, `INSERT INTO group_members (group_id, user_id, role, added_at, from_seq)
+			VALUES (?, ?, ?, ?, coalesce((SELECT last_seq FROM inboxes WHERE id = ?), 0) + 1)
+			ON CONFLICT (group_id, user_id) DO UPDATE SET role = excluded.role, removed_seq = NULL, added_at = excluded.added_at,
+				from_seq = excluded.from_seq
+			WHERE group_members.removed_seq IS NOT NULL`, group, user, role, time.Now().UnixMicro(), protocol.GroupInbox(group))
 		if err != nil {
 			return err
 		}
@@ -205,6 +221,27 @@ func (s *Store) RenameGroup(ctx context.Context, id, name string) error {
 	})
 	if err != nil {
 		return fmt.Errorf("rename group: %w", classify(err))
+	}
+	return nil
+}
+
+// SetGroupHistory sets a group's history.
+func (s *Store) SetGroupHistory(ctx context.Context, id, history string) error {
+	if err := storage.CheckHistory(history); err != nil {
+		return fmt.Errorf("set group history: %w", err)
+	}
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, "UPDATE groups SET history = ? WHERE id = ?", history, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return storage.ErrNotFound
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("set group history: %w", classify(err))
 	}
 	return nil
 }

@@ -105,19 +105,25 @@ func (s *Store) Conversations(ctx context.Context, user string) ([]storage.Conve
 
 func (s *Store) conversations(ctx context.Context, user string) ([]storage.Conversation, error) {
 	own := protocol.UserInbox(user)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT peer, '' FROM contacts WHERE user_id = ?
-		UNION ALL SELECT '', group_id FROM group_members WHERE user_id = ? AND removed_seq IS NULL`, user, user)
+	// A group member sees neither entries nor unread messages below its
+	// from_seq (from[i]).
+	rows, err := s.rdb.QueryContext(ctx, `SELECT peer, '', 0 FROM contacts WHERE user_id = ?
+		UNION ALL SELECT '', m.group_id, CASE WHEN g.history = 'full' THEN 0 ELSE m.from_seq END
+		FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? AND m.removed_seq IS NULL`, user, user)
 	if err != nil {
 		return nil, err
 	}
 	var out []storage.Conversation
+	var from []int64
 	for rows.Next() {
 		var c storage.Conversation
-		if err := rows.Scan(&c.Peer, &c.Group); err != nil {
+		var f int64
+		if err := rows.Scan(&c.Peer, &c.Group, &f); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		out = append(out, c)
+		from = append(from, f)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -141,11 +147,11 @@ func (s *Store) conversations(ctx context.Context, user string) ([]storage.Conve
 		if c.Group == "" {
 			c.ReadSeq = max(c.ReadSeq, inboxRead)
 		}
-		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM entries WHERE inbox = ? AND kind = 'msg' AND sender <> ? AND seq > ?"+filter,
-			inbox, user, c.ReadSeq, conv).Scan(&c.Unread); err != nil {
+		if err := s.rdb.QueryRowContext(ctx, "SELECT count(*) FROM entries WHERE inbox = ? AND kind = 'msg' AND sender <> ? AND seq > ? AND seq >= ?"+filter,
+			inbox, user, c.ReadSeq, from[i], conv).Scan(&c.Unread); err != nil {
 			return nil, err
 		}
-		es, err := s.queryEntries(ctx, "SELECT "+entryColumns+" FROM entries WHERE inbox = ?"+filter+" ORDER BY seq DESC LIMIT 1", inbox, conv)
+		es, err := s.queryEntries(ctx, "SELECT "+entryColumns+" FROM entries WHERE inbox = ? AND seq >= ?"+filter+" ORDER BY seq DESC LIMIT 1", inbox, from[i], conv)
 		if err != nil {
 			return nil, err
 		}

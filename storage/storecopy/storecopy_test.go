@@ -225,8 +225,8 @@ func fillRaw(t *testing.T, s store) {
 		name string
 		rows [][]any
 	}{
-		{"groups", [][]any{{"g1", "Friends", "alice", now}}},
-		{"group_members", [][]any{{"g1", "alice", "owner", now, nil}, {"g1", "carol", "member", now, int64(7)}}},
+		{"groups", [][]any{{"g1", "Friends", "alice", now, "full"}}},
+		{"group_members", [][]any{{"g1", "alice", "owner", now, nil, int64(0)}, {"g1", "carol", "member", now, int64(7), int64(3)}}},
 	} {
 		name, rows := tb.name, tb.rows
 		i := slices.IndexFunc(storage.CopyTables(), func(tb storage.Table) bool { return tb.Name == name })

@@ -13,6 +13,7 @@ func groupTests() map[string]func(t *testing.T, s storage.Store) {
 	return map[string]func(t *testing.T, s storage.Store){
 		"groups":        testGroups,
 		"group members": testGroupMembers,
+		"group history": testGroupHistory,
 	}
 }
 
@@ -122,5 +123,113 @@ func testGroupMembers(t *testing.T, s storage.Store) {
 	}
 	if m, _ := s.GetMembership(ctx(t), "g1", "dave"); !m.Current || m.RemovedSeq != 0 {
 		t.Fatalf("re-added: %+v", m)
+	}
+}
+
+// testGroupHistory: a member added later reads from its join (FromSeq is the
+// group inbox's next seq when it was added, again when it is added back);
+// the founders from the start; everyone from the start in a 'full' group.
+func testGroupHistory(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob", "carol", "dave")
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "g", Name: "G", Owner: "alice", Members: []storage.Member{
+		{User: "alice", Role: storage.RoleOwner}, {User: "bob", Role: storage.RoleMember, FromSeq: 42}}}); err != nil {
+		t.Fatal(err)
+	}
+	post := func(n int) {
+		t.Helper()
+		for range n {
+			m := dm("alice", "alice", "")
+			m.To, m.Inboxes = "g", []string{protocol.GroupInbox("g")}
+			if _, _, err := s.Append(ctx(t), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	from := func(user string) int64 {
+		t.Helper()
+		m, err := s.GetMembership(ctx(t), "g", user)
+		if err != nil {
+			t.Fatalf("GetMembership(%s): %v", user, err)
+		}
+		g, err := s.GetGroup(ctx(t), "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, gm := range g.Members {
+			if gm.User == user && gm.FromSeq != m.FromSeq {
+				t.Fatalf("%s: Member.FromSeq %d, Membership.FromSeq %d", user, gm.FromSeq, m.FromSeq)
+			}
+		}
+		return m.FromSeq
+	}
+	if g, _ := s.GetGroup(ctx(t), "g"); g.History != storage.HistoryJoin {
+		t.Fatalf("History of a new group = %q, want %q", g.History, storage.HistoryJoin)
+	}
+	if f := from("bob"); f != 0 {
+		t.Fatalf("a founding member's FromSeq = %d, want 0 (CreateGroup ignores what it is given)", f)
+	}
+	post(2)
+	if err := s.AddMember(ctx(t), "g", "carol", storage.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	if f := from("carol"); f != 3 {
+		t.Fatalf("FromSeq of a member added at seq 2 = %d, want 3", f)
+	}
+	post(2) // carol's member_added (3), a message (4)
+	if err := s.RemoveMember(ctx(t), "g", "carol", 4); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := s.GetMembership(ctx(t), "g", "carol"); m.FromSeq != 3 || m.RemovedSeq != 4 {
+		t.Fatalf("a former member's membership = %+v, want FromSeq 3, RemovedSeq 4", m)
+	}
+	post(3) // 5..7 while carol is out
+	if err := s.AddMember(ctx(t), "g", "carol", storage.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	if f := from("carol"); f != 8 {
+		t.Fatalf("FromSeq of a member added back at seq 7 = %d, want 8", f)
+	}
+	// A 'full' group reads every FromSeq as 0, and keeps them.
+	if err := s.SetGroupHistory(ctx(t), "g", storage.HistoryFull); err != nil {
+		t.Fatalf("SetGroupHistory: %v", err)
+	}
+	if g, _ := s.GetGroup(ctx(t), "g"); g.History != storage.HistoryFull {
+		t.Fatalf("History = %q, want full", g.History)
+	}
+	if f := from("carol"); f != 0 {
+		t.Fatalf("FromSeq in a 'full' group = %d, want 0", f)
+	}
+	if gs, _ := s.UserGroups(ctx(t), "carol"); len(gs) != 1 || gs[0].History != storage.HistoryFull {
+		t.Fatalf("UserGroups(carol) = %+v", gs)
+	}
+	if err := s.AddMember(ctx(t), "g", "dave", storage.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	if f := from("dave"); f != 0 {
+		t.Fatalf("FromSeq of a member added to a 'full' group = %d, want 0", f)
+	}
+	if err := s.SetGroupHistory(ctx(t), "g", storage.HistoryJoin); err != nil {
+		t.Fatal(err)
+	}
+	if f, d := from("carol"), from("dave"); f != 8 || d != 8 {
+		t.Fatalf("FromSeq back in a 'join' group: carol %d, dave %d; want 8, 8", f, d)
+	}
+	if err := s.SetGroupHistory(ctx(t), "g", "everything"); !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("SetGroupHistory(everything) = %v, want ErrInvalid", err)
+	}
+	if err := s.SetGroupHistory(ctx(t), "nope", storage.HistoryFull); !errors.Is(err, storage.ErrNotFound) {
+		t.Fatalf("SetGroupHistory(unknown group) = %v, want ErrNotFound", err)
+	}
+	// A group created 'full'; a history no store knows is refused.
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "f", Name: "F", Owner: "alice", History: storage.HistoryFull,
+		Members: []storage.Member{{User: "alice", Role: storage.RoleOwner}}}); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := s.GetGroup(ctx(t), "f"); g.History != storage.HistoryFull {
+		t.Fatalf("History of a group created full = %q", g.History)
+	}
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "x", Name: "X", Owner: "alice", History: "some",
+		Members: []storage.Member{{User: "alice", Role: storage.RoleOwner}}}); !errors.Is(err, storage.ErrInvalid) {
+		t.Fatalf("CreateGroup with history %q = %v, want ErrInvalid", "some", err)
 	}
 }

@@ -9,8 +9,9 @@ import (
 
 func readTests() map[string]func(t *testing.T, s storage.Store) {
 	return map[string]func(t *testing.T, s storage.Store){
-		"read cursors":  testReadCursors,
-		"conversations": testConversations,
+		"read cursors":                testReadCursors,
+		"conversations":               testConversations,
+		"conversations from the join": testConversationsFromJoin,
 	}
 }
 
@@ -105,5 +106,50 @@ func testConversations(t *testing.T, s storage.Store) {
 	un, err := s.Unread(ctx(t), "alice", "u/alice", "bob", 0, 10, 10)
 	if err != nil || len(un) != 2 || un[0].Seq != 1 || un[1].Seq != 2 {
 		t.Fatalf("Unread(bob) = %+v, %v; want bob's messages 1 and 2", un, err)
+	}
+}
+
+// testConversationsFromJoin: a group member added later counts unread
+// messages, and finds the newest entry, from its join only; in a 'full'
+// group from the start.
+func testConversationsFromJoin(t *testing.T, s storage.Store) {
+	mustUser(t, s, "alice", "bob", "carol")
+	if err := s.CreateGroup(ctx(t), storage.Group{ID: "g", Name: "G", Owner: "bob", Members: []storage.Member{
+		{User: "bob", Role: storage.RoleOwner}, {User: "alice", Role: storage.RoleMember}}}); err != nil {
+		t.Fatal(err)
+	}
+	post := func(from string) {
+		t.Helper()
+		m := dm(from, "g", "")
+		m.Inboxes = []string{"g/g"}
+		if _, _, err := s.Append(ctx(t), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post("alice")
+	post("alice") // seqs 1, 2: before carol
+	if err := s.AddMember(ctx(t), "g", "carol", storage.RoleMember); err != nil {
+		t.Fatal(err)
+	}
+	group := func() storage.Conversation {
+		t.Helper()
+		cs, err := s.Conversations(ctx(t), "carol")
+		if err != nil || len(cs) != 1 || cs[0].Group != "g" {
+			t.Fatalf("carol's conversations = %+v, %v", cs, err)
+		}
+		return cs[0]
+	}
+	if c := group(); c.Unread != 0 || c.Last != nil {
+		t.Fatalf("before anything after carol's join: %+v (last %+v); want nothing unread, no last entry", c, c.Last)
+	}
+	post("alice") // 3: carol's
+	if c := group(); c.Unread != 1 || c.Last == nil || c.Last.Seq != 3 {
+		t.Fatalf("after one message since carol's join: %+v (last %+v); want 1 unread, last at 3", c, c.Last)
+	}
+	if err := s.SetGroupHistory(ctx(t), "g", storage.HistoryFull); err != nil {
+		t.Fatal(err)
+	}
+	if c := group(); c.Unread != 3 {
+		t.Fatalf("in a 'full' group: %+v; want 3 unread", c)
 	}
 }

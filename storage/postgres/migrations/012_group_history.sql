@@ -1,0 +1,14 @@
+-- Group history: what a member added to a group reads of what came before.
+--
+-- groups.history is 'join' (a member added later reads from its own
+-- member_added entry on) or 'full' (every member reads everything).
+-- Existing groups get 'join'; their existing members keep what they had,
+-- since their rows get from_seq 0.
+ALTER TABLE groups ADD COLUMN history text NOT NULL DEFAULT 'join'
+    CONSTRAINT groups_history CHECK (history IN ('join', 'full'));
+
+-- The first seq of the group's inbox the member reads: 0 (from the start)
+-- for the founding members; the inbox's last_seq + 1 when a member is
+-- added, or added again after its removal, set in the statement that adds
+-- it. A 'full' group reads it as 0, and keeps it for a return to 'join'.
+ALTER TABLE group_members ADD COLUMN from_seq bigint NOT NULL DEFAULT 0;

@@ -162,6 +162,7 @@ var clientErrors = []struct {
 	{auth.ErrPasswordCommon, http.StatusBadRequest},
 	{auth.ErrWeakPassword, http.StatusBadRequest},
 	{auth.ErrInvalidName, http.StatusBadRequest},
+	{auth.ErrNameLikeID, http.StatusBadRequest},
 	{auth.ErrRegistrationClosed, http.StatusForbidden},
 }
 

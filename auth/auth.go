@@ -25,6 +25,7 @@ var (
 	ErrInvalidID          = errors.New("user id must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
 	ErrWeakPassword       = errors.New("password too weak") // what CheckPassword refuses: ErrPasswordLength, ErrPasswordBlank, ErrPasswordCommon
 	ErrInvalidName        = errors.New("name must have 1 to 128 visible characters")
+	ErrNameLikeID         = errors.New("name reads as another user's id") // see protocol.Skeleton
 	ErrExists             = errors.New("user id is taken")
 	ErrBadCredentials     = errors.New("bad credentials")
 	ErrRegistrationClosed = errors.New("registration is closed")
@@ -34,6 +35,7 @@ var (
 type Users interface {
 	CreateUser(ctx context.Context, u storage.User) error
 	GetUser(ctx context.Context, id string) (storage.User, error)
+	UsersLike(ctx context.Context, skeleton string) ([]string, error)
 	CreateToken(ctx context.Context, hash []byte, user string, expires time.Time) error
 	TokenUser(ctx context.Context, hash []byte, now time.Time) (string, error)
 	DeleteToken(ctx context.Context, hash []byte) error
@@ -179,6 +181,9 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 	if s.IsAdmin(id) {
 		return "", ErrExists
 	}
+	if err := s.checkNameLikeID(ctx, id, name); err != nil {
+		return "", err
+	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.cfg.BcryptCost)
 	if err != nil {
 		return "", fmt.Errorf("register: %w", err)
@@ -190,6 +195,33 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 		return "", fmt.Errorf("register: %w", err)
 	}
 	return s.issue(ctx, id)
+}
+
+// checkNameLikeID refuses a display name that reads as the id of another
+// user or of an administrator ("аlice" in Cyrillic, "a1ice", "ALICE" for
+// user mallory): a name is shown where an id would be, and one that passes
+// for someone else's id impersonates them. A name that reads as the user's
+// own id is fine.
+func (s *Service) checkNameLikeID(ctx context.Context, id, name string) error {
+	sk := protocol.Skeleton(name)
+	if sk == protocol.IDSkeleton(id) {
+		return nil
+	}
+	for admin := range s.admins {
+		if protocol.IDSkeleton(admin) == sk {
+			return fmt.Errorf("%w: an administrator's", ErrNameLikeID)
+		}
+	}
+	like, err := s.users.UsersLike(ctx, sk)
+	if err != nil {
+		return fmt.Errorf("register: %w", err)
+	}
+	for _, other := range like {
+		if other != id {
+			return fmt.Errorf("%w: %s", ErrNameLikeID, other)
+		}
+	}
+	return nil
 }
 
 // Login checks a password and returns a new token. It is LoginFrom with no

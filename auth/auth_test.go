@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 )
 
@@ -49,6 +51,22 @@ func (f *fakeUsers) CreateUser(_ context.Context, u storage.User) error {
 	}
 	f.users[u.ID] = u
 	return nil
+}
+
+func (f *fakeUsers) UsersLike(_ context.Context, skeleton string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	var ids []string
+	for id := range f.users {
+		if protocol.IDSkeleton(id) == skeleton {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 func (f *fakeUsers) GetUser(_ context.Context, id string) (storage.User, error) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parleychat/parley/protocol"
 	"github.com/parleychat/parley/storage"
 )
 
@@ -69,6 +70,19 @@ func (m *memUsers) GetUser(_ context.Context, id string) (storage.User, error) {
 		return storage.User{}, storage.ErrNotFound
 	}
 	return u, nil
+}
+
+func (m *memUsers) UsersLike(_ context.Context, skeleton string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []string
+	for id := range m.users {
+		if protocol.IDSkeleton(id) == skeleton {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
 }
 
 func (m *memUsers) CreateToken(_ context.Context, hash []byte, user string, expires time.Time) error {

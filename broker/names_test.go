@@ -33,3 +33,41 @@ func TestDisplayNamesCleaned(t *testing.T) {
 		t.Fatalf("rename to an invisible name: %d, want 400", code)
 	}
 }
+
+// TestDisplayNamesLikeOthersIDs: a display name that reads as another
+// user's id, or an administrator's, is refused; one that reads as the
+// user's own id is not. Both stores: each computes the ids' skeletons in
+// SQL.
+func TestDisplayNamesLikeOthersIDs(t *testing.T) { forEachStore(t, testDisplayNamesLikeOthersIDs) }
+
+func testDisplayNamesLikeOthersIDs(t *testing.T, o brokertest.Options) {
+	n := brokertest.Start(t, o)
+	n.User("alice")
+	n.User("bob")
+	signUp := func(id, name string) (int, string) {
+		var e struct{ Error string }
+		code := n.HTTPDo("POST", "/v1/users", "", map[string]string{"id": id, "password": id + "-password", "name": name}, &e)
+		return code, e.Error
+	}
+	for _, name := range []string{
+		"аlice", // Cyrillic а
+		"ALICE", // capital I for l
+		"a1ice", // digit one
+		"ａｌｉｃｅ", // fullwidth
+		"b0b",   // digit zero
+		brokertest.Admin,
+	} {
+		if code, msg := signUp("mallory", name); code != 400 || msg != "name reads as another user's id" {
+			t.Errorf("mallory signing up as %q: %d %q, want 400", name, code, msg)
+		}
+	}
+	for id, name := range map[string]string{
+		"mallory": "Mallory", // nobody's id
+		"a1ex":    "ALEX",    // its own id, read as alex
+		"carol":   "Alice Liddell",
+	} {
+		if code, msg := signUp(id, name); code != 201 {
+			t.Errorf("%s signing up as %q: %d %q, want 201", id, name, code, msg)
+		}
+	}
+}

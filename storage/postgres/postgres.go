@@ -460,3 +460,22 @@ func CreateDatabase(ctx context.Context, url string) error {
 	}
 	return nil
 }
+
+// skeletonExpr is protocol.IDSkeleton in SQL, as indexed by
+// 013_id_skeletons.sql.
+const skeletonExpr = `replace(replace(replace(replace(replace(id, '0', 'o'), '1', 'l'), 'i', 'l'), 'rn', 'm'), 'vv', 'w')`
+
+// UsersLike returns the ids whose skeleton is skeleton.
+func (s *Store) UsersLike(ctx context.Context, skeleton string) ([]string, error) {
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, "SELECT id FROM users WHERE "+skeletonExpr+" = $1 ORDER BY id", skeleton)
+	if err != nil {
+		return nil, fmt.Errorf("users like: %w", classify(err))
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("users like: %w", classify(err))
+	}
+	return ids, nil
+}

@@ -624,3 +624,33 @@ func (s *Store) SaveCursors(ctx context.Context, cs []storage.Cursor) error {
 	}
 	return nil
 }
+
+// skeletonExpr is protocol.IDSkeleton in SQL, as indexed by
+// 013_id_skeletons.sql.
+const skeletonExpr = `replace(replace(replace(replace(replace(id, '0', 'o'), '1', 'l'), 'i', 'l'), 'rn', 'm'), 'vv', 'w')`
+
+// UsersLike returns the ids whose skeleton is skeleton.
+func (s *Store) UsersLike(ctx context.Context, skeleton string) ([]string, error) {
+	ctx, cancel, err := s.reading(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("users like: %w", err)
+	}
+	defer cancel()
+	rows, err := s.rdb.QueryContext(ctx, "SELECT id FROM users WHERE "+skeletonExpr+" = ? ORDER BY id", skeleton)
+	if err != nil {
+		return nil, fmt.Errorf("users like: %w", s.readErr(err))
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("users like: %w", s.readErr(err))
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("users like: %w", s.readErr(err))
+	}
+	return ids, nil
+}

@@ -23,6 +23,7 @@ import (
 func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	tests := map[string]func(t *testing.T, s storage.Store){
 		"users":                  testUsers,
+		"users like":             testUsersLike,
 		"tokens":                 testTokens,
 		"append numbers inboxes": testAppendSeq,
 		"append unknown inbox":   testAppendUnknownInbox,
@@ -409,5 +410,37 @@ func testCursors(t *testing.T, s storage.Store) {
 	}
 	if seq, _ := s.GetCursor(ctx(t), "bob/laptop", "u/bob"); seq != 2 {
 		t.Fatalf("GetCursor(bob/laptop) = %d, want 2", seq)
+	}
+}
+
+func testUsersLike(t *testing.T, s storage.Store) {
+	ids := []string{"alice", "a1ice", "bob", "b0b", "mallory", "rnallory", "wendy", "vvendy", "li", "l1", "carol"}
+	mustUser(t, s, ids...)
+	if _, err := s.DeleteUser(ctx(t), "b0b", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		skeleton string
+		want     []string
+	}{
+		{protocol.IDSkeleton("alice"), []string{"a1ice", "alice"}},
+		{protocol.Skeleton("АLICE"), []string{"a1ice", "alice"}}, // Cyrillic А; capital I
+		{protocol.IDSkeleton("bob"), []string{"b0b", "bob"}},     // a deleted account's id too
+		{protocol.IDSkeleton("mallory"), []string{"mallory", "rnallory"}},
+		{protocol.IDSkeleton("wendy"), []string{"vvendy", "wendy"}},
+		{protocol.IDSkeleton("ll"), []string{"l1", "li"}},
+		{protocol.IDSkeleton("dave"), nil},
+	} {
+		got, err := s.UsersLike(ctx(t), c.skeleton)
+		if err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("UsersLike(%q) = %v, %v; want %v", c.skeleton, got, err, c.want)
+		}
+	}
+	// The store's skeleton of every id is protocol.IDSkeleton's.
+	for _, id := range ids {
+		got, err := s.UsersLike(ctx(t), protocol.IDSkeleton(id))
+		if err != nil || !slices.Contains(got, id) {
+			t.Errorf("UsersLike(IDSkeleton(%q)) = %v, %v; want it among them", id, got, err)
+		}
 	}
 }

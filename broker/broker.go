@@ -469,6 +469,15 @@ func New(cfg Config, d Deps) (*Server, error) {
 		}
 		return nil, err
 	}
+	// A deleted account's presence is nobody's to see: the subscriptions
+	// to it end (PresencePrivacy is ErrNotFound for it), and its block
+	// list is forgotten.
+	s.sessions.onDeleted = func(user string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		presence.PrivacyChanged(ctx, user)
+		cons.Forget(user)
+	}
 	var groupsBroker groups.Broker = inbox
 	var presenceAPI api.Presence = presence
 	if bus != nil {

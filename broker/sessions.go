@@ -116,6 +116,9 @@ type sessions struct {
 	node     string       // the node's name in a cluster
 	check    time.Duration
 	log      *slog.Logger
+	// deleted, if set, is told of each deleted user once its connections
+	// are ending here: the node stops showing the user's presence.
+	onDeleted func(user string)
 
 	mu      sync.Mutex // guards the fields below
 	conns   map[*mqtt.Client]*connToken
@@ -276,6 +279,9 @@ func (ss *sessions) end(r auth.Revocation) {
 	for _, cl := range ending {
 		ss.log.Info("connection ended: "+code.Reason, "client", cl.ID, "user", string(cl.Properties.Username))
 		ss.goDisconnect(cl, code)
+	}
+	if r.Deleted && r.User != "" && ss.onDeleted != nil {
+		ss.onDeleted(r.User)
 	}
 }
 

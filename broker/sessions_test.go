@@ -233,6 +233,10 @@ func testDeleteAccount(t *testing.T, o brokertest.Options) {
 	}
 	bob := n.MustV5("bob", bt, "bob/phone", brokertest.V5Options{})
 	bob.Sub(t, "g/"+bobsGroup.ID, 1)
+	if rc := bob.Sub(t, "p/alice", 1); rc[0] != 1 {
+		t.Fatalf("bob subscribing p/alice: %#x", rc[0])
+	}
+	waitPresence(t, bob.In, "p/alice", 1)
 
 	if code := n.HTTPDo("DELETE", "/v1/me", at, map[string]string{"password": "wrong-password"}, nil); code != 403 {
 		t.Fatalf("DELETE /v1/me with a wrong password: %d, want 403", code)
@@ -245,6 +249,15 @@ func testDeleteAccount(t *testing.T, o brokertest.Options) {
 	waitEnded(t, n, "alice/laptop")
 	wantDisconnect(t, phone)
 	testwait.Until(t, time.Second, "the 3.1.1 client to see its connection closed", func() bool { return !laptop.IsConnected() })
+
+	// Nobody sees its presence any more: not its last state, not when it
+	// was last seen.
+	if got := lookup(t, n, bt, "alice"); got[0].Status != "hidden" {
+		t.Errorf("GET /v1/presence of a deleted user: %+v, want hidden", got)
+	}
+	if rc := bob.Sub(t, "p/alice", 1); rc[0] != 0x87 {
+		t.Errorf("subscribing p/alice of a deleted user: %#x, want 0x87", rc[0])
+	}
 
 	// It cannot sign in again, nor be signed up again.
 	wantRefused(t, n, "alice", at, "alice/phone")
@@ -302,6 +315,9 @@ func testDeleteAccount(t *testing.T, o brokertest.Options) {
 	}
 	bob.In.WaitFor(t, 5*time.Second, "alice's departure from bob's group", func(ms []brokertest.Msg) bool {
 		for _, m := range ms {
+			if m.Topic != "g/"+bobsGroup.ID {
+				continue // presence
+			}
 			if h := m.Header(t); h.Type == protocol.TypeMemberRemoved && h.From == "alice" {
 				return true
 			}

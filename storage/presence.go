@@ -31,6 +31,7 @@ type Presence interface {
 	// SetPresencePrivacy sets a user's privacy (Privacy*), or ErrNotFound.
 	SetPresencePrivacy(ctx context.Context, user, privacy string) error
 	// PresencePrivacy returns a user's privacy (PrivacyEveryone by default),
-	// or ErrNotFound for an unknown user.
+	// or ErrNotFound for an unknown or deleted user (whose presence nobody
+	// may see).
 	PresencePrivacy(ctx context.Context, user string) (string, error)
 }

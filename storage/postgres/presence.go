@@ -88,7 +88,7 @@ func (s *Store) PresencePrivacy(ctx context.Context, user string) (string, error
 	defer cancel()
 	var p string
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(p.privacy, $2) FROM users u
-		LEFT JOIN presence p ON p.user_id = u.id WHERE u.id = $1`, user, storage.PrivacyEveryone).Scan(&p)
+		LEFT JOIN presence p ON p.user_id = u.id WHERE u.id = $1 AND u.deleted_at IS NULL`, user, storage.PrivacyEveryone).Scan(&p)
 	if err != nil {
 		return "", fmt.Errorf("presence privacy: %w", classify(err))
 	}

@@ -109,7 +109,7 @@ func (s *Store) PresencePrivacy(ctx context.Context, user string) (string, error
 	defer cancel()
 	var p string
 	if err := s.rdb.QueryRowContext(ctx, `SELECT coalesce(p.privacy, ?) FROM users u
-		LEFT JOIN presence p ON p.user_id = u.id WHERE u.id = ?`, storage.PrivacyEveryone, user).Scan(&p); err != nil {
+		LEFT JOIN presence p ON p.user_id = u.id WHERE u.id = ? AND u.deleted_at IS NULL`, storage.PrivacyEveryone, user).Scan(&p); err != nil {
 		return "", fmt.Errorf("presence privacy: %w", s.readErr(err))
 	}
 	return p, nil

@@ -366,8 +366,8 @@ func testDeleteUser(t *testing.T, s storage.Store) {
 	if ds, err := s.PushDevices(c, "alice"); err != nil || len(ds) != 0 {
 		t.Errorf("alice's push tokens after DeleteUser: %v, %v", ds, err)
 	}
-	if p, err := s.PresencePrivacy(c, "alice"); err != nil || p != "everyone" {
-		t.Errorf("alice's presence privacy after DeleteUser: %q, %v; want the default (no row)", p, err)
+	if p, err := s.PresencePrivacy(c, "alice"); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("alice's presence privacy after DeleteUser: %q, %v; want ErrNotFound (nobody sees a deleted user)", p, err)
 	}
 	if seen, err := s.LastSeen(c, []string{"alice"}); err != nil || len(seen) != 0 {
 		t.Errorf("alice's last seen after DeleteUser: %v, %v", seen, err)

@@ -62,6 +62,11 @@ func (m *Message) Check() error {
 			return err
 		}
 	}
+	for _, in := range m.Owed {
+		if err := CheckKey("inbox", in); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

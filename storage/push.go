@@ -153,5 +153,5 @@ func SortPushJobs(js []PushJob) {
 // (type msg) to someone else. Typing, receipts, read markers and notices
 // never push.
 func WantsPush(m *Message) bool {
-	return m.Type == protocol.TypeMsg && m.From != m.To && len(m.Inboxes) > 0
+	return m.Type == protocol.TypeMsg && m.From != m.To && len(m.Inboxes) > 0 && !m.Copy
 }

@@ -7,8 +7,10 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,6 +189,19 @@ type Message struct {
 	// Conv names the conversation of the copies in users' inboxes when the
 	// default (see ConvOf) does not: "g/{group}" for a group's receipts.
 	Conv string
+	// Owed names inboxes on other shards of a sharded store that are owed
+	// a copy: the sender's copy of a DM whose sender lives on another shard
+	// than its recipient. They are not stored here; the transaction that
+	// stores the copies of Inboxes records them as outbox rows, which a
+	// relay turns into those copies (ClaimOwed, docs/sharding.md). Postgres
+	// only.
+	Owed []string
+	// Copy marks a copy relayed from another shard's outbox (OwedCopy). Its
+	// ID is the message's: a copy of that ID already in the inbox is a
+	// repeat, answered as a duplicate, whatever the cid. It is not keyed on
+	// its cid, queues no push, and makes its sender's row of the
+	// conversation list, which the recipient's shard could not.
+	Copy bool
 }
 
 // ConvOf returns the conversation of m's copy in inbox: "" in a group's
@@ -207,7 +222,7 @@ func ConvOf(m *Message, inbox string) string {
 
 // Idempotent reports whether m is deduplicated: a message (TypeMsg) with a
 // cid, whose idempotency key is (From, DedupInbox, Cid).
-func (m *Message) Idempotent() bool { return m.Cid != "" && m.Type == protocol.TypeMsg }
+func (m *Message) Idempotent() bool { return m.Cid != "" && m.Type == protocol.TypeMsg && !m.Copy }
 
 // DedupInbox returns the inbox that scopes m's idempotency key: the first of
 // m.Inboxes, where m is addressed (the recipient's u/{user}, the group's
@@ -220,6 +235,28 @@ func (m *Message) DedupInbox() string {
 	return m.Inboxes[0]
 }
 
+// ContactRows returns the rows of users' conversation lists (user, peer) a
+// stored message makes: for a direct message between two users, the
+// recipient's, and the sender's unless its copy is owed to another shard
+// (Owed); for a relayed copy (Copy), its sender's. (The recipient's store
+// writes the one, the sender's the other.)
+func ContactRows(m *Message) [][2]string {
+	if m.Copy {
+		if m.Type == protocol.TypeMsg && m.From != m.To {
+			return [][2]string{{m.From, m.To}}
+		}
+		return nil
+	}
+	a, b, ok := ContactPair(m)
+	if !ok {
+		return nil
+	}
+	if slices.Contains(m.Owed, protocol.UserInbox(a)) {
+		return [][2]string{{b, a}}
+	}
+	return [][2]string{{a, b}, {b, a}}
+}
+
 // ContactPair reports the two users a message makes contacts of: a direct
 // message between two different users (stored in the recipient's inbox).
 func ContactPair(m *Message) (a, b string, ok bool) {
@@ -227,6 +264,19 @@ func ContactPair(m *Message) (a, b string, ok bool) {
 		return "", "", false
 	}
 	return m.From, m.To, true
+}
+
+// OwedCopy is an outbox row of a sharded store: a copy of a message owed
+// to an inbox on another shard (Message.Owed). Message has the copy's one
+// inbox and Copy set: appending it to the inbox's shard is the relay.
+type OwedCopy struct {
+	Seq     int64 // the row's place in its shard's outbox
+	Message Message
+}
+
+// SortOwed orders copies by their place in the outbox.
+func SortOwed(cs []OwedCopy) {
+	slices.SortFunc(cs, func(a, b OwedCopy) int { return cmp.Compare(a.Seq, b.Seq) })
 }
 
 // Messages stores inboxes of entries.

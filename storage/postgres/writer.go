@@ -113,7 +113,20 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 	first := map[dedupKey]*storage.Message{}
 	followers := map[*storage.Message]*storage.Message{}
 	touched := map[string]bool{}
+	// Relayed copies are keyed on (inbox, message id): a repeat of one in
+	// this batch follows the first, one stored before is found by id.
+	var copyIDs []string
+	firstCopy := map[copyKey]*storage.Message{}
 	for _, r := range reqs {
+		if r.Copy {
+			k := copyKey{r.Inboxes[0], r.ID}
+			if f, ok := firstCopy[k]; ok {
+				followers[r] = f
+				continue
+			}
+			firstCopy[k] = r
+			copyIDs = append(copyIDs, r.ID)
+		}
 		if r.Idempotent() {
 			k := keyOf(r)
 			if f, ok := first[k]; ok {
@@ -156,6 +169,11 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 			ON d.sender = k.sender AND d.inbox = k.inbox AND d.cid = k.cid`, senders, inboxes, cids)
 	}
 	b1.Queue("SELECT id, last_seq FROM inboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE", ids)
+	if len(copyIDs) > 0 {
+		// After the counters' locks: a copy committed by another writer
+		// of the inbox since is seen.
+		b1.Queue("SELECT inbox, id::text FROM entries WHERE id = ANY($1::uuid[])", copyIDs)
+	}
 	br := conn.SendBatch(ctx, &b1)
 	if _, err := br.Exec(); err != nil {
 		br.Close()
@@ -203,6 +221,27 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		br.Close()
 		return nil, err
 	}
+	copied := map[copyKey]bool{} // relayed copies stored before
+	if len(copyIDs) > 0 {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return nil, err
+		}
+		for rows.Next() {
+			var k copyKey
+			if err := rows.Scan(&k.inbox, &k.id); err != nil {
+				rows.Close()
+				br.Close()
+				return nil, err
+			}
+			copied[k] = true
+		}
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return nil, err
+		}
+	}
 	if err := br.Close(); err != nil {
 		return nil, err
 	}
@@ -227,6 +266,9 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 				continue
 			}
 		}
+		if r.Copy && copied[copyKey{r.Inboxes[0], r.ID}] {
+			continue
+		}
 		fresh = append(fresh, r)
 	}
 
@@ -240,6 +282,7 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		eSeq, eTS                                     []int64
 		eData                                         [][]byte
 		dSender, dInbox, dCid, dID                    []string
+		owed                                          owedRows
 	)
 	eInbox, eID, eSender, eTo = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	eKind, eCid, eSeq, eTS, eData = make([]string, 0, n), make([]string, 0, n), make([]int64, 0, n), make([]int64, 0, n), make([][]byte, 0, n)
@@ -267,6 +310,9 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 			eConv = append(eConv, storage.ConvOf(r, in))
 		}
 		results[r] = es
+		for _, in := range r.Owed {
+			owed.add(r, in)
+		}
 		if r.Idempotent() {
 			k := keyOf(r)
 			dSender, dInbox, dCid, dID = append(dSender, k.sender), append(dInbox, k.inbox), append(dCid, k.cid), append(dID, r.ID)
@@ -287,6 +333,11 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		if len(dSender) > 0 {
 			b2.Queue(`INSERT INTO dedup (sender, inbox, cid, id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::uuid[])`,
 				dSender, dInbox, dCid, dID)
+		}
+		if len(owed.inbox) > 0 {
+			b2.Queue(`INSERT INTO parley_shard.outbox (inbox, id, sender, recipient, ts, kind, cid, data, conv)
+				SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bytea[], $9::text[])`,
+				owed.inbox, owed.id, owed.sender, owed.to, owed.ts, owed.kind, owed.cid, owed.data, owed.conv)
 		}
 		if cu, cp, cts := contactRows(fresh, results); len(cu) > 0 {
 			// Sorted rows take their locks in one order in every writer.
@@ -319,6 +370,29 @@ func (s *Store) commit(ctx context.Context, reqs []*storage.Message) ([]groupcom
 		}
 		if failed[r] {
 			out[i].Err = notFound
+			continue
+		}
+		if r.Copy {
+			// A copy stored before (or whose first in this batch failed).
+			f := r
+			if x, ok := followers[r]; ok {
+				f = x
+			}
+			if es, ok := results[f]; ok {
+				out[i].Value = appended{entries: es, dup: true}
+				continue
+			}
+			if !copied[copyKey{r.Inboxes[0], r.ID}] {
+				out[i].Err = notFound
+				continue
+			}
+			es, err := s.entriesByID(ctx, r.ID)
+			if err != nil {
+				out[i].Err = fmt.Errorf("read duplicate: %w", classify(err))
+				continue
+			}
+			es = slices.DeleteFunc(es, func(e protocol.Entry) bool { return e.Inbox != r.Inboxes[0] })
+			out[i].Value = appended{entries: es, dup: true}
 			continue
 		}
 		var id string
@@ -355,8 +429,24 @@ func (s *Store) entriesByID(ctx context.Context, id string) ([]protocol.Entry, e
 	return scanEntries(rows)
 }
 
-// contactRows returns the contacts pairs (both ways) of the stored direct
-// messages of a batch, sorted and without repeats.
+// copyKey identifies a relayed copy: (inbox, message id).
+type copyKey struct{ inbox, id string }
+
+// owedRows are the outbox rows of a batch: copies owed to other shards.
+type owedRows struct {
+	inbox, id, sender, to, kind, cid, conv []string
+	ts                                     []int64
+	data                                   [][]byte
+}
+
+func (o *owedRows) add(m *storage.Message, inbox string) {
+	o.inbox, o.id, o.sender, o.to = append(o.inbox, inbox), append(o.id, m.ID), append(o.sender, m.From), append(o.to, m.To)
+	o.ts, o.kind, o.cid, o.data = append(o.ts, m.TS), append(o.kind, m.Type), append(o.cid, m.Cid), append(o.data, nonNil(m.Data))
+	o.conv = append(o.conv, storage.ConvOf(m, inbox))
+}
+
+// contactRows returns the conversation-list rows (storage.ContactRows) of
+// the stored messages of a batch, sorted and without repeats.
 func contactRows(fresh []*storage.Message, stored map[*storage.Message][]protocol.Entry) (users, peers []string, ts []int64) {
 	type pair struct{ u, p string }
 	seen := map[pair]int64{}
@@ -364,8 +454,8 @@ func contactRows(fresh []*storage.Message, stored map[*storage.Message][]protoco
 		if _, ok := stored[r]; !ok {
 			continue
 		}
-		if a, b, ok := storage.ContactPair(r); ok {
-			seen[pair{a, b}], seen[pair{b, a}] = r.TS, r.TS
+		for _, row := range storage.ContactRows(r) {
+			seen[pair{row[0], row[1]}] = r.TS
 		}
 	}
 	keys := make([]pair, 0, len(seen))

@@ -20,8 +20,8 @@ type DB interface {
 }
 
 // schema is the layout's own, apart from the data (schema public) that
-// the store copier moves: a database's index among the shards, and, on
-// shard 0, the map.
+// the store copier moves: a database's index among the shards, on shard 0
+// the map, and on each the outbox of the copies it owes the others.
 const schema = `
 CREATE SCHEMA IF NOT EXISTS parley_shard;
 CREATE TABLE IF NOT EXISTS parley_shard.identity (
@@ -32,6 +32,23 @@ CREATE TABLE IF NOT EXISTS parley_shard.identity (
 CREATE TABLE IF NOT EXISTS parley_shard.map (
     bucket integer PRIMARY KEY CHECK (bucket >= 0 AND bucket < 4096),
     shard  integer NOT NULL CHECK (shard >= 0)
+);
+-- The copies this shard owes inboxes on other shards (Message.Owed): the
+-- sender's copy of a DM to a recipient here, written in the transaction of
+-- the recipient's copy, relayed (Relay) and deleted. lease_until is Unix
+-- microseconds.
+CREATE TABLE IF NOT EXISTS parley_shard.outbox (
+    seq         bigserial PRIMARY KEY,
+    inbox       text   NOT NULL,
+    id          uuid   NOT NULL,
+    sender      text   NOT NULL,
+    recipient   text   NOT NULL,
+    ts          bigint NOT NULL,
+    kind        text   NOT NULL,
+    cid         text   NOT NULL,
+    data        bytea  NOT NULL,
+    conv        text   NOT NULL,
+    lease_until bigint NOT NULL DEFAULT 0
 );`
 
 // ErrMisplaced: a database is not the shard its place in the list says.

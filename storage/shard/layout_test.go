@@ -28,7 +28,7 @@ func ctx(t *testing.T) context.Context {
 func newShard(t *testing.T) (*pgxpool.Pool, *postgres.Store) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
-	st, err := postgres.Open(ctx(t), postgres.Config{URL: url}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	st, err := postgres.Open(ctx(t), postgres.Config{URL: url, PushJobs: true}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,11 @@ func (s *Store) Append(ctx context.Context, m storage.Message) ([]protocol.Entry
 	if err := m.Check(); err != nil {
 		return nil, false, fmt.Errorf("append: %w", err)
 	}
+	if len(m.Owed) > 0 || m.Copy {
+		// Owed and relayed copies are a sharded store's: the embedded
+		// store is one node, one file.
+		return nil, false, fmt.Errorf("append: %w: the embedded store is not sharded", storage.ErrInvalid)
+	}
 	res, err := s.w.Do(ctx, &request{m: &m})
 	if err != nil {
 		return nil, false, fmt.Errorf("append: %w", err)
@@ -215,11 +220,9 @@ func (b *batch) append(m *storage.Message) (res result, own, err error) {
 			return result{}, nil, err
 		}
 	}
-	if a, c, ok := storage.ContactPair(m); ok {
-		for _, p := range [][2]string{{a, c}, {c, a}} {
-			if _, err := b.insContact.ExecContext(b.ctx, p[0], p[1], m.TS); err != nil {
-				return result{}, nil, err
-			}
+	for _, p := range storage.ContactRows(m) {
+		if _, err := b.insContact.ExecContext(b.ctx, p[0], p[1], m.TS); err != nil {
+			return result{}, nil, err
 		}
 	}
 	if b.insPushJob != nil && storage.WantsPush(m) {

@@ -25,7 +25,7 @@ var (
 	ErrInvalidID          = errors.New("user id must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
 	ErrWeakPassword       = errors.New("password too weak") // what CheckPassword refuses: ErrPasswordLength, ErrPasswordBlank, ErrPasswordCommon
 	ErrInvalidName        = errors.New("name must have 1 to 128 visible characters")
-	ErrNameLikeID         = errors.New("name reads as another user's id") // see protocol.Skeleton
+	ErrNameLikeID         = errors.New("name reads as another user's id") // see Skeleton
 	ErrExists             = errors.New("user id is taken")
 	ErrBadCredentials     = errors.New("bad credentials")
 	ErrRegistrationClosed = errors.New("registration is closed")
@@ -203,7 +203,7 @@ func (s *Service) Register(ctx context.Context, id, password, name string) (stri
 // for someone else's id impersonates them. A name that reads as the user's
 // own id is fine.
 func (s *Service) checkNameLikeID(ctx context.Context, id, name string) error {
-	sk := protocol.Skeleton(name)
+	sk := Skeleton(name)
 	if sk == protocol.IDSkeleton(id) {
 		return nil
 	}

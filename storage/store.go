@@ -120,7 +120,7 @@ type Users interface {
 	GetUser(ctx context.Context, id string) (User, error)
 	// UsersLike returns, sorted, the ids (deleted accounts' included) whose
 	// protocol.IDSkeleton is skeleton: the ids a display name with that
-	// protocol.Skeleton reads as.
+	// auth.Skeleton reads as.
 	UsersLike(ctx context.Context, skeleton string) ([]string, error)
 	// CreateToken stores an access token, identified by the hash of its
 	// secret; its last use is its creation. ErrNotFound when the user does

@@ -1,6 +1,10 @@
-package protocol
+package auth
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/parleychat/parley/protocol"
+)
 
 func TestSkeleton(t *testing.T) {
 	for _, c := range []struct {
@@ -26,8 +30,8 @@ func TestSkeleton(t *testing.T) {
 		{"Alice Smith", "alice", false},
 		{"bob", "alice", false},
 	} {
-		if got := Skeleton(c.name) == IDSkeleton(c.id); got != c.same {
-			t.Errorf("Skeleton(%q) = %q, IDSkeleton(%q) = %q: same %v, want %v", c.name, Skeleton(c.name), c.id, IDSkeleton(c.id), got, c.same)
+		if got := Skeleton(c.name) == protocol.IDSkeleton(c.id); got != c.same {
+			t.Errorf("Skeleton(%q) = %q, IDSkeleton(%q) = %q: same %v, want %v", c.name, Skeleton(c.name), c.id, protocol.IDSkeleton(c.id), got, c.same)
 		}
 	}
 }

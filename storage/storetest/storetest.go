@@ -424,7 +424,7 @@ func testUsersLike(t *testing.T, s storage.Store) {
 		want     []string
 	}{
 		{protocol.IDSkeleton("alice"), []string{"a1ice", "alice"}},
-		{protocol.IDSkeleton("bob"), []string{"b0b", "bob"}},     // a deleted account's id too
+		{protocol.IDSkeleton("bob"), []string{"b0b", "bob"}}, // a deleted account's id too
 		{protocol.IDSkeleton("mallory"), []string{"mallory", "rnallory"}},
 		{protocol.IDSkeleton("wendy"), []string{"vvendy", "wendy"}},
 		{protocol.IDSkeleton("ll"), []string{"l1", "li"}},

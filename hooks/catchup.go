@@ -31,6 +31,9 @@ func (f *fanout) openGate(sess *session, cl *mqtt.Client, inbox string, qos byte
 			// it already; the new one starts after it.
 			g.resumeAfter = old.sent.Load()
 		}
+		// A device new to the inbox starts where the inbox ended when it
+		// first subscribed, even if it is back before that catch-up ran.
+		g.end, g.hasEnd = old.end, old.hasEnd
 	}
 	sess.gates[inbox] = g
 	sess.mu.Unlock()
@@ -246,8 +249,11 @@ func (f *fanout) startingPoint(g *gate) (after int64, fromEnd, ok bool) {
 		}
 		if fresh || errors.Is(err, storage.ErrNotFound) {
 			fromEnd = true
-			if g.hasEnd {
-				seq, err = g.end, nil // read when the subscription was granted
+			f.regMu.Lock()
+			end, hasEnd := g.end, g.hasEnd
+			f.regMu.Unlock()
+			if hasEnd {
+				seq, err = end, nil // read when the subscription was granted
 			} else {
 				seq, err = f.store.LastSeq(ctx, g.inbox)
 			}

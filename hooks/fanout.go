@@ -306,7 +306,9 @@ func (f *fanout) markEnd(sess *session, g *gate) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.cfg.StoreTimeout)
 	defer cancel()
 	if seq, err := f.store.LastSeq(ctx, g.inbox); err == nil {
+		f.regMu.Lock()
 		g.end, g.hasEnd = seq, true
+		f.regMu.Unlock()
 	}
 }
 

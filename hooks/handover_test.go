@@ -189,3 +189,53 @@ func TestNewDeviceLeavesBeforeCatchup(t *testing.T) {
 	back := n.connect("bob", "bob-phone", true)
 	back.waitFor(t, "u/bob", x.Seq)
 }
+
+// TestNewDeviceBackBeforeCatchup: as above, but the device is back before
+// its first catch-up has even begun: the resumed subscription's catch-up
+// starts where the inbox ended at the first SUBACK, not at its end now.
+func TestNewDeviceBackBeforeCatchup(t *testing.T) {
+	var (
+		n       *testNode
+		mu      sync.Mutex
+		first   *gate
+		release = make(chan struct{})
+	)
+	n = startNode(t, InboxConfig{}, []string{"alice", "bob"}, func(h *Inbox) {
+		h.fan.step = func(g *gate, s catchupStep) {
+			if g.inbox != "u/bob" || s != stepStart {
+				return
+			}
+			mu.Lock()
+			if first == nil {
+				first = g
+			}
+			held := first == g
+			mu.Unlock()
+			if held {
+				<-release // the first catch-up waits for a worker until the end
+			}
+		}
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	d := n.connect("bob", "bob-phone", true)
+	if rc := d.subscribe(t, "u/bob"); rc >= 0x80 {
+		t.Fatalf("SUBACK %#x", rc)
+	}
+	d.conn.Close()
+	testwait.Until(t, 5*time.Second, "the first catch-up to be held", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return first != nil && first.cl.Closed()
+	})
+	x := n.commit("alice", "bob", "while away")
+	n.inbox.fan.deliver(x, 1)
+	back := n.connect("bob", "bob-phone", true)
+	back.waitFor(t, "u/bob", x.Seq)
+	close(release)
+}

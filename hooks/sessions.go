@@ -16,6 +16,7 @@ import (
 // connection when the session is persistent. It is the one record the
 // Inbox's parts share: each field says which part owns it.
 type session struct {
+	// Set when the session is made, then read only.
 	id    string
 	user  string
 	admin bool
@@ -80,8 +81,9 @@ type gate struct {
 	fromEnd bool
 	// end is the inbox's last seq read when the subscription was granted
 	// (hasEnd), for a session with no cursor for it in memory: where a
-	// device new to the inbox starts, whenever its catch-up gets to run.
-	// Set before the catch-up starts, then read only.
+	// device new to the inbox starts, whenever its catch-up gets to run. A
+	// gate that supersedes one on another connection (the device came back
+	// before its first catch-up ran) inherits it. Guarded by fanout.regMu.
 	end    int64
 	hasEnd bool
 }
@@ -162,9 +164,13 @@ func (h *Inbox) establish(cl *mqtt.Client, pk packets.Packet) *session {
 	if cl.Properties.ProtocolVersion == 5 {
 		persistent = cl.Properties.Props.SessionExpiryInterval > 0
 	}
+	admin := h.isAdmin(user)
 	sess := h.sessions.of(cl)
-	if sess == nil || pk.Connect.Clean {
-		sess = &session{id: cl.ID, user: user, cursors: map[string]*watermark{}, gates: map[string]*gate{}}
+	// A session's user and role never change (its fields id, user and
+	// admin are read without its lock): a client id taken by another
+	// user, or role, starts a session of its own.
+	if sess == nil || pk.Connect.Clean || sess.user != user || sess.admin != admin {
+		sess = &session{id: cl.ID, user: user, admin: admin, cursors: map[string]*watermark{}, gates: map[string]*gate{}}
 		sess.fresh = pk.Connect.Clean
 		h.sessions.put(sess)
 	}
@@ -172,8 +178,6 @@ func (h *Inbox) establish(cl *mqtt.Client, pk packets.Packet) *session {
 	sess.mu.Lock()
 	sess.cl = cl
 	sess.since = now
-	sess.user = user
-	sess.admin = h.isAdmin(user)
 	sess.persistent = persistent && !sess.admin
 	sess.inflight = map[uint16]protocol.Header{}
 	sess.ackWait = make(chan struct{})

@@ -17,14 +17,16 @@ run: web build ## Run Parley with configs/parley.yaml (embedded store in ./data;
 test: vet test-web test-e2e ## Run every test (race detector on), on the embedded store and the local Postgres; the web app's too.
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# The web app (web/): npm ci when the lockfile changed, vite build when a
+# The web app (web/, an npm workspace with the SDK @parley/client in
+# web/packages/client): npm ci when the lockfile changed, vite build when a
 # source is newer than the build. parley embeds web/dist; without it, it
 # serves a page saying to run `make web`.
-WEB_SRC := $(shell find web/src web/sdk web/public -type f 2>/dev/null) web/index.html web/package.json \
-	web/vite.config.ts web/tsconfig.json web/sdk/tsconfig.json
+SDK := web/packages/client
+WEB_SRC := $(shell find web/src $(SDK)/src $(SDK)/typings web/public -type f 2>/dev/null) web/index.html web/package.json \
+	web/vite.config.ts web/tsconfig.json $(SDK)/package.json $(SDK)/tsconfig.json $(SDK)/tsconfig.web.json
 WEB_DEPS := web/node_modules/.package-lock.json
 
-$(WEB_DEPS): web/package.json web/package-lock.json
+$(WEB_DEPS): web/package.json web/package-lock.json $(SDK)/package.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
@@ -33,7 +35,7 @@ web/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
 
 web: web/dist/index.html ## Build the web app into web/dist (npm ci and vite build, when needed).
 
-test-web: $(WEB_DEPS) ## Run the web app's and the TypeScript SDK's unit tests (Vitest).
+test-web: $(WEB_DEPS) ## Run the unit tests (Vitest) of the SDK @parley/client (its built package too) and of the web app.
 	cd web && npm test
 
 test-e2e: web ## Run the web app in headless Chromium against a real parley and Postgres.
@@ -71,3 +73,4 @@ tidy: ## go mod tidy.
 clean: ## Remove build output.
 	rm -rf $(BIN) test-output
 	find web/dist -mindepth 1 ! -name .gitkeep -delete 2>/dev/null || true
+	rm -rf $(SDK)/dist

@@ -1,9 +1,19 @@
 import react from '@vitejs/plugin-react'
-import { defineConfig } from 'vite'
+import { defaultClientConditions, defaultServerConditions, defineConfig } from 'vite'
 
 // The app is served by parley at /, which fills in the WebSocket port (see
 // web.go). `npm run dev` proxies the API to a parley on :8080.
+//
+// @parley/client, the workspace package in packages/client, is bundled from
+// its sources (its exports' "parley-source" condition): no build of the
+// package first, and hot reload of SDK changes in `npm run dev`.
+export const sourceConditions = {
+  resolve: { conditions: ['parley-source', ...defaultClientConditions] },
+  ssr: { resolve: { conditions: ['parley-source', ...defaultServerConditions] } },
+}
+
 export default defineConfig({
+  ...sourceConditions,
   plugins: [react()],
   base: '/',
   build: {

@@ -1,8 +1,12 @@
 import { defineConfig } from 'vitest/config'
+import { sourceConditions } from './vite.config'
 
+// The app's unit tests. The SDK's own (packages/client) run first in
+// `npm test`, from that package.
 export default defineConfig({
+  ...sourceConditions,
   test: {
-    include: ['sdk/**/*.test.ts', 'src/**/*.test.ts'],
+    include: ['src/**/*.test.ts'],
     environment: 'node',
   },
 })

@@ -1,5 +1,5 @@
 import { createContext, useContext, useEffect, useState, useSyncExternalStore } from 'react'
-import type { ChatState, ChatStore } from '../sdk'
+import type { ChatState, ChatStore } from '@parley/client'
 
 export const ChatContext = createContext<ChatStore | null>(null)
 

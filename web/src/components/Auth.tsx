@@ -1,5 +1,5 @@
 import { useState } from 'react'
-import { validId } from '../../sdk'
+import { validId } from '@parley/client'
 import { useStore } from '../hooks'
 
 /** Sign in, or create an account. */

@@ -1,4 +1,4 @@
-import type { Presence } from '../../sdk'
+import type { Presence } from '@parley/client'
 import { avatarColor, initials } from '../format'
 
 export function Avatar({ id, name, size = 44, presence, group }: { id: string; name: string; size?: number; presence?: Presence['status']; group?: boolean }) {

@@ -1,5 +1,5 @@
 import { Fragment, memo, useEffect, useLayoutEffect, useRef, useState } from 'react'
-import type { ChatMessage, Conversation } from '../../sdk'
+import type { ChatMessage, Conversation } from '@parley/client'
 import { clock, dayLabel, lastSeen, otherDay } from '../format'
 import { useChat, useNow, useStore } from '../hooks'
 import { Avatar } from './Avatar'
@@ -71,7 +71,7 @@ function Subtitle({ c }: { c: Conversation }) {
   if (p?.status === 'offline') {
     return (
       <span className="subtitle" data-testid="presence">
-        {lastSeen(p.since, now)}
+        {lastSeen(p.last_seen, now)}
       </span>
     )
   }

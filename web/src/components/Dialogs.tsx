@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
-import { ApiError, validId } from '../../sdk'
+import { ApiError, validId } from '@parley/client'
 import { useChat, useStore } from '../hooks'
 import { Avatar } from './Avatar'
 import { CloseIcon } from './Icons'

@@ -1,5 +1,5 @@
 import { useMemo, useRef, useState } from 'react'
-import type { Conversation } from '../../sdk'
+import type { Conversation } from '@parley/client'
 import { listTime } from '../format'
 import { useChat, useNow, useStore } from '../hooks'
 import { Avatar } from './Avatar'

@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config'
+
+// The package's tests: src/**/*.test.ts import the sources; test/ imports
+// the built package ('@parley/client', dist/) as a consumer would, so
+// `npm test` builds first.
+export default defineConfig({
+  test: {
+    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    environment: 'node',
+  },
+})

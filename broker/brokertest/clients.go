@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	paho3 "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
@@ -151,6 +152,13 @@ func (n *Node) DialV5(user, secret, clientID string, o V5Options) (*V5, error) {
 		if conn, err = net.DialTimeout("tcp", n.MQTT, Patience(5*time.Second)); err != nil {
 			n.T.Fatalf("dial: %v", err)
 		}
+	}
+	if _, ok := conn.(sync.Locker); !ok {
+		// paho writes a packet in several Writes (net.Buffers), which only
+		// a TCP connection makes one writev: on anything else (tls.Conn)
+		// two goroutines' packets interleave unless the connection is a
+		// sync.Locker, which paho then holds for each packet.
+		conn = packets.NewThreadSafeConn(conn)
 	}
 	in := newInbox()
 	gone := make(chan *paho.Disconnect, 1)

@@ -88,12 +88,19 @@ func (f *fanout) deliver(e protocol.Entry, qos byte) {
 }
 
 // local hands an entry, stored here or by another node, to the broker for
-// its inbox's subscribers on this node. Devices catching up on the inbox are
-// told first, so that they read it from the store before going live.
+// its inbox's subscribers on this node, in seq order (order.go: an entry
+// whose predecessor is still on its way waits for it, briefly). Devices
+// catching up on the inbox are told first, so that they read it from the
+// store before going live.
 func (f *fanout) local(inbox string, seq int64, payload []byte, qos byte) {
 	sh := f.shard(inbox)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	f.inOrder(sh, inbox, seq, payload, qos)
+}
+
+// publishLocked hands one entry to the broker. The shard's lock is held.
+func (f *fanout) publishLocked(sh *deliveryShard, inbox string, seq int64, payload []byte, qos byte) {
 	sh.current.Store(&current{inbox: inbox, seq: seq})
 	defer sh.current.Store(nil)
 	if seq > 0 {
@@ -119,6 +126,8 @@ var lockSeed = maphash.MakeSeed()
 type deliveryShard struct {
 	mu      sync.Mutex
 	current atomic.Pointer[current] // the entry being fanned out, if any
+	orders  map[string]*inboxOrder  // inbox -> its next seq and the entries held for it (order.go); guarded by mu
+	holding int                     // how many of orders hold entries; guarded by mu
 }
 
 type current struct {

@@ -264,11 +264,12 @@ func (h *Inbox) Provides(b byte) bool {
 	return false
 }
 
-// Start runs the receipt, cursor, user-state and (in a cluster) gap
-// repair workers until Close.
+// Start runs the receipt, cursor, user-state, delivery-order and (in a
+// cluster) gap repair workers until Close.
 func (h *Inbox) Start() {
 	h.acks.start()
 	h.pub.start()
+	h.w.run(h.fan.runOrder)
 	if h.fan.bus != nil {
 		h.w.run(h.fan.runGaps)
 	}

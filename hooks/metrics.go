@@ -26,6 +26,8 @@ type Metrics struct {
 	RemoteTakeovers prometheus.Counter // sessions ended because their client id connected to another node
 	Redelivered     prometheus.Counter // retried messages delivered because this node had not delivered them
 	GapRepairs      prometheus.Counter // entries read from the store because they never reached this node
+	Reordered       prometheus.Counter // entries held for one below them still on its way (order.go)
+	ReorderTimeouts prometheus.Counter // times held entries went out without the ones below them
 	ReceiptFallback prometheus.Counter // acknowledgements receipted from memory because the store could not record them
 
 	UserShares *prometheus.CounterVec // refreshes of users' shares of the per-user rate between nodes, by result
@@ -71,6 +73,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Inbox subscriptions sent to catch-up from the store because the cluster bus came back after an outage."}),
 		ReceiptFallback: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_receipt_record_failures_total",
 			Help: "Acknowledgements receipted from this node's memory because the store could not record them (a receipt may repeat across nodes)."}),
+		Reordered: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_delivery_reordered_total",
+			Help: "Entries held back for an entry below them still on its way, so that an inbox is delivered in seq order."}),
+		ReorderTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_delivery_reorder_timeouts_total",
+			Help: "Times held entries were delivered without the entries below them, after waiting 50 ms."}),
 		GapRepairs: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_gap_repairs_total",
 			Help: "Entries that never reached this node live (their node died after the commit, or the bus dropped them), read from the store and fanned out."}),
 		Redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "parley_retries_redelivered_total",
@@ -84,7 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.Stored, m.Refused, m.Live, m.Acked, m.StoreLatency, m.Catchups, m.CatchupEntries,
 			m.Receipts, m.ReceiptsLost, m.SlowConsumers, m.CursorErrors,
-			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers, m.Redelivered, m.GapRepairs, m.ReceiptFallback,
+			m.RateWaits, m.RateDisconnects, m.ErrorsSuppressed, m.SessionsEvicted, m.Deferred, m.Resyncs, m.RemoteTakeovers, m.Redelivered, m.GapRepairs, m.Reordered, m.ReorderTimeouts, m.ReceiptFallback,
 			m.UserShares)
 	}
 	return m

@@ -13,7 +13,7 @@ async function start() {
   const store = new ChatStore(client, storage)
 
   watchNetwork(client)
-  // In the background for a minute: "away" (where the server has presence).
+  // In the background for a minute: "away".
   let awayTimer: ReturnType<typeof setTimeout> | undefined
   let away = false
   document.addEventListener('visibilitychange', () => {

@@ -7,5 +7,8 @@ export default defineConfig({
   test: {
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     environment: 'node',
+    // A few tests run the TypeScript compiler over the package (2 to 4 s
+    // alone): on a busy machine the default 5 s is not enough.
+    testTimeout: 30_000,
   },
 })

@@ -11,8 +11,16 @@ export function Chat({ conv, onBack, onInfo }: { conv: string; onBack(): void; o
   const state = useChat()
   const c: Conversation =
     state.conversations.find((x) => x.key === conv) ??
-    ({ key: conv, kind: conv.startsWith('g/') ? 'group' : 'direct', peer: conv.startsWith('u/') ? conv.slice(2) : undefined, group: conv.startsWith('g/') ? conv.slice(2) : undefined, title: conv.slice(2), unread: 0, updatedAt: 0 } as Conversation)
-  const presence = c.peer && state.caps.presence ? state.presence[c.peer] : undefined
+    ({
+      key: conv,
+      kind: conv.startsWith('g/') ? 'group' : 'direct',
+      peer: conv.startsWith('u/') ? conv.slice(2) : undefined,
+      group: conv.startsWith('g/') ? conv.slice(2) : undefined,
+      title: conv.startsWith('g/') ? 'Group' : conv.slice(2),
+      unread: 0,
+      updatedAt: 0,
+    } as Conversation)
+  const presence = c.peer ? state.presence[c.peer] : undefined
   return (
     <section className="chat" aria-label={`Conversation with ${c.title}`}>
       <header className="chat-head">
@@ -24,14 +32,20 @@ export function Chat({ conv, onBack, onInfo }: { conv: string; onBack(): void; o
           <strong>{c.title}</strong>
           <Subtitle c={c} />
         </div>
-        {c.kind === 'group' && (
+        {c.kind === 'group' && !c.former && (
           <button type="button" className="icon" onClick={onInfo} aria-label="Group info" title="Group info">
             <InfoIcon />
           </button>
         )}
       </header>
       <Messages key={conv} c={c} />
-      <Composer key={`composer ${conv}`} conv={conv} />
+      {c.former ? (
+        <p className="composer closed" role="status" data-testid="composer-closed">
+          {c.former === 'left' ? 'You left this group' : 'You are no longer a member of this group'}
+        </p>
+      ) : (
+        <Composer key={`composer ${conv}`} conv={conv} />
+      )}
     </section>
   )
 }
@@ -51,9 +65,10 @@ function Subtitle({ c }: { c: Conversation }) {
   }
   if (c.kind === 'group') {
     const g = state.groups[c.group!]
+    if (c.former) return <span className="subtitle">{c.former === 'left' ? 'You left' : 'You were removed'}</span>
     return <span className="subtitle">{g ? `${g.members.length} members: ${g.members.map(name).join(', ')}` : 'group'}</span>
   }
-  const p = c.peer && state.caps.presence ? state.presence[c.peer] : undefined
+  const p = c.peer ? state.presence[c.peer] : undefined
   if (p?.status === 'online') {
     return (
       <span className="subtitle online" data-testid="presence">

@@ -158,7 +158,7 @@ export function GroupInfoDialog({ group, onClose, onLeft }: { group: string; onC
   if (!g) {
     return (
       <Modal title="Group" onClose={onClose}>
-        <p>This group is not available.</p>
+        <p>You are no longer a member of this group.</p>
       </Modal>
     )
   }
@@ -198,7 +198,7 @@ export function GroupInfoDialog({ group, onClose, onLeft }: { group: string; onC
       <ul className="members">
         {g.members.map((u) => (
           <li key={u}>
-            <Avatar id={u} name={state.names[u] ?? u} size={32} presence={state.caps.presence ? state.presence[u]?.status : undefined} />
+            <Avatar id={u} name={state.names[u] ?? u} size={32} presence={state.presence[u]?.status} />
             <span className="grow">
               {u === me ? 'You' : (state.names[u] ?? u)} <span className="muted">@{u}</span>
               {u === g.owner && <span className="badge">owner</span>}

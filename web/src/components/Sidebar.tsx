@@ -43,11 +43,9 @@ export function Sidebar({ open, onOpen, onNewChat, onNewGroup }: { open?: string
         <button type="button" className="icon" onClick={onNewChat} title="New chat (Alt+N)" aria-label="New chat">
           <ComposeIcon />
         </button>
-        {state.caps.groups && (
-          <button type="button" className="icon" onClick={onNewGroup} title="New group" aria-label="New group">
-            <GroupIcon />
-          </button>
-        )}
+        <button type="button" className="icon" onClick={onNewGroup} title="New group" aria-label="New group">
+          <GroupIcon />
+        </button>
         <button type="button" className="icon" onClick={() => void store.client.signOut()} title="Sign out" aria-label="Sign out">
           <LogoutIcon />
         </button>
@@ -86,7 +84,7 @@ export function Sidebar({ open, onOpen, onNewChat, onNewGroup }: { open?: string
 function Item({ c, active, now, onOpen }: { c: Conversation; active: boolean; now: number; onOpen(key: string): void }) {
   const state = useChat()
   const typing = state.typing[c.key]
-  const presence = c.peer && state.caps.presence ? state.presence[c.peer]?.status : undefined
+  const presence = c.peer ? state.presence[c.peer]?.status : undefined
   const last = c.last
   let preview: React.ReactNode = <span className="muted">No messages yet</span>
   if (typing?.length) {

@@ -48,9 +48,8 @@ export class ApiError extends Error {
 }
 
 /**
- * The server does not have this feature (yet): the route answered 404 "no
- * such endpoint" or 405. Features that land on the server later (groups,
- * conversations, presence) report this until they do.
+ * The server does not serve this route: it answered 404 "no such endpoint"
+ * or 405 (the push routes, when the server has push notifications off).
  */
 export class NotSupportedError extends ApiError {
   constructor(route: string) {

@@ -3,6 +3,7 @@ import { ChatStore } from './chat.js'
 import { ParleyClient } from './client.js'
 import { FakeServer, fakeTransport, settle } from './fakes.js'
 import { memoryStorage } from './storage.js'
+import type { Entry } from './types.js'
 
 async function setup(user = 'alice') {
   const server = new FakeServer()
@@ -118,9 +119,15 @@ describe('ChatStore', () => {
     expect(t.s().messages['g/team'][0].status).toBe('delivered')
   })
 
-  it('counts what was in the inbox before this device first looked as read', async () => {
+  it('takes read cursors and unread counts from the server, and keeps none on the device', async () => {
     const server = new FakeServer()
-    server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'old' } })
+    const old = server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'old' } })
+    const unread = server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'new' } })
+    server.store('u/alice', { from: 'carol', to: 'alice', body: { text: 'hello' } })
+    server.conversations = [
+      { type: 'direct', peer: 'carol', inbox: 'u/alice', last: server.inboxes.get('u/alice')![2], unread: 1, read_seq: 0 },
+      { type: 'direct', peer: 'bob', inbox: 'u/alice', last: unread, unread: 1, read_seq: old.seq },
+    ]
     const storage = memoryStorage()
     const tr = fakeTransport()
     const client = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr.factory, fetch: server.fetch })
@@ -128,7 +135,133 @@ describe('ChatStore', () => {
     await client.signIn('alice', 'pw-123456')
     tr.last().accept(false)
     await settle(40)
-    expect(store.getState().conversations.map((c) => [c.key, c.unread, c.last?.text])).toEqual([['u/bob', 0, 'old']])
+    expect(store.getState().ready).toBe(true)
+    expect(store.getState().conversations.map((c) => [c.key, c.unread, c.last?.text])).toEqual([
+      ['u/carol', 1, 'hello'],
+      ['u/bob', 1, 'new'],
+    ])
+    // A second device of alice read bob's messages: the server echoes the marker.
+    tr.last().deliver(server.store('u/alice', { type: 'read', from: 'alice', to: 'alice', for: 'u/alice', with: 'bob', read_seq: unread.seq }))
+    await settle()
+    expect(store.getState().conversations.map((c) => c.unread)).toEqual([1, 0])
+    // Opening carol's chat marks it read on the server.
+    store.setOpen('u/carol')
+    await settle()
+    expect(store.getState().conversations.map((c) => c.unread)).toEqual([0, 0])
+    expect(tr.last().published.filter((p) => p.payload.includes('"read"')).map((p) => JSON.parse(p.payload))).toEqual([
+      { type: 'read', inbox: 'u/alice', seq: 3, with: 'carol' },
+    ])
+    expect([...storage.data.keys()].filter((k) => k.includes('read'))).toEqual([])
+  })
+
+  it("adds what arrives after the chat list to the server's unread count", async () => {
+    const server = new FakeServer()
+    // 150 messages from bob, none read: the newest page holds 100 of them.
+    for (let i = 1; i <= 150; i++) server.store('u/alice', { from: 'bob', to: 'alice', body: { text: `m${i}` } })
+    const list = server.inboxes.get('u/alice')!
+    server.conversations = [{ type: 'direct', peer: 'bob', inbox: 'u/alice', last: list[149], unread: 150, read_seq: 0 }]
+    const storage = memoryStorage()
+    const tr = fakeTransport()
+    const client = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr.factory, fetch: server.fetch })
+    const store = new ChatStore(client, storage)
+    await client.signIn('alice', 'pw-123456')
+    tr.last().accept(false)
+    await settle(40)
+    expect(store.getState().conversations.map((c) => c.unread)).toEqual([150])
+    tr.last().deliver(server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'one more' } }))
+    await settle()
+    expect(store.getState().conversations.map((c) => c.unread)).toEqual([151])
+  })
+
+  it('shows what the client has when it is created after sign-in', async () => {
+    const server = new FakeServer()
+    server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'before the store' } })
+    server.groups = [{ id: 'team', name: 'Team', owner: 'alice', history: 'join', members: ['alice', 'carol'], roles: { alice: 'owner' }, last_seq: 1, read_seq: 1, created_at: '' }]
+    server.store('g/team', { type: 'group_created', from: 'alice', to: 'team', by: 'alice', name: 'Team' } as Partial<Entry>)
+    server.conversations = [{ type: 'direct', peer: 'bob', inbox: 'u/alice', last: server.inboxes.get('u/alice')![0], unread: 1, read_seq: 0 }]
+    const storage = memoryStorage()
+    const tr = fakeTransport()
+    const client = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr.factory, fetch: server.fetch })
+    await client.signIn('alice', 'pw-123456')
+    tr.last().accept(false)
+    await settle(40)
+    tr.last().h.onMessage('p/dave', '{"user":"dave","status":"online","ts":5}')
+    client.send('u/carol', { text: 'queued' })
+    // The store comes now: it reads the newest pages, the chat list, groups and presence itself.
+    const store = new ChatStore(client, storage)
+    await settle(40)
+    const s = store.getState()
+    expect(s.ready).toBe(true)
+    expect(s.user).toBe('alice')
+    expect(s.connection).toBe('online')
+    expect(s.conversations.map((c) => [c.key, c.title, c.unread, c.last?.text ?? ''])).toEqual([
+      ['u/carol', 'Carol', 0, 'queued'],
+      ['g/team', 'Team', 0, 'You created the group “Team”'],
+      ['u/bob', 'Bob', 1, 'before the store'],
+    ])
+    expect(Object.keys(s.groups)).toEqual(['team'])
+    expect(s.presence.dave?.status).toBe('online')
+    // And it goes on live.
+    tr.last().deliver(server.store('u/alice', { from: 'bob', to: 'alice', body: { text: 'after' } }))
+    await settle()
+    expect(store.getState().messages['u/bob'].map((m) => m.text)).toEqual(['before the store', 'after'])
+  })
+
+  it('keeps a group the user was removed from, read-only and by name, also after a restart', async () => {
+    const server = new FakeServer()
+    const team = { id: 'team', name: 'Team', owner: 'carol', history: 'join', members: ['alice', 'carol'], roles: { carol: 'owner' }, last_seq: 2, read_seq: 0, created_at: '' }
+    server.groups = [team]
+    server.store('g/team', { type: 'group_created', from: 'carol', to: 'team', by: 'carol', name: 'Team' } as Partial<Entry>)
+    server.store('g/team', { from: 'carol', to: 'team', body: { text: 'welcome' } })
+    const storage = memoryStorage()
+    const tr = fakeTransport()
+    const client = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr.factory, fetch: server.fetch })
+    const store = new ChatStore(client, storage)
+    await client.signIn('alice', 'pw-123456')
+    tr.last().accept(false)
+    await settle(40)
+    expect(store.getState().conversations.map((c) => [c.key, c.title, c.former])).toEqual([['g/team', 'Team', undefined]])
+    // Carol renames the group and removes alice: the removal in the group, the notice in alice's inbox.
+    const c = tr.last()
+    c.deliver(server.store('g/team', { type: 'renamed', from: 'carol', to: 'team', by: 'carol', name: 'Road trip' } as Partial<Entry>))
+    c.deliver(server.store('g/team', { type: 'member_removed', from: 'carol', to: 'team', by: 'carol', user: 'alice' } as Partial<Entry>))
+    server.groups = []
+    c.deliver(server.store('u/alice', { type: 'member_removed', from: 'carol', to: 'alice', by: 'carol', user: 'alice', for: 'g/team', name: 'Road trip' } as Partial<Entry>))
+    await settle(60)
+    const view = (st: ChatStore) =>
+      st.getState().conversations.map((x) => [x.key, x.title, x.former, x.unread, (st.getState().messages[x.key] ?? []).map((m) => m.text)])
+    const removed = [['g/team', 'Road trip', 'removed', 0, ['Carol created the group “Team”', 'welcome', 'Carol renamed the group to “Road trip”', 'Carol removed you']]]
+    expect(view(store)).toEqual(removed)
+    expect(client.inboxes.map((i) => i.inbox)).toEqual(['u/alice'])
+
+    // A restart: the group list no longer has it, the notice and the history tell.
+    client.disconnect()
+    const tr2 = fakeTransport()
+    const client2 = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr2.factory, fetch: server.fetch })
+    const store2 = new ChatStore(client2, storage)
+    await client2.restore()
+    tr2.last().accept(true)
+    await settle(80)
+    expect(view(store2)).toEqual(removed)
+    expect(tr2.last().subscribed).not.toContain('g/team')
+
+    // Even when the notice is no longer in the newest page of the inbox (the device kept it).
+    for (let i = 0; i < 120; i++) server.store('u/alice', { from: 'bob', to: 'alice', body: { text: `m${i}` } })
+    const tr3 = fakeTransport()
+    const client3 = new ParleyClient({ apiUrl: '', mqttUrl: 'ws://x/mqtt', storage, transport: tr3.factory, fetch: server.fetch })
+    const store3 = new ChatStore(client3, storage)
+    await client3.restore()
+    tr3.last().accept(true)
+    await settle(80)
+    expect(view(store3).filter((x) => x[0] === 'g/team')).toEqual(removed)
+
+    // Added back: a member again.
+    server.groups = [{ ...team, name: 'Road trip' }]
+    tr3.last().deliver(server.store('u/alice', { type: 'member_added', from: 'carol', to: 'alice', by: 'carol', user: 'alice', for: 'g/team', name: 'Road trip' } as Partial<Entry>))
+    await settle(80)
+    const back = store3.getState().conversations.find((x) => x.key === 'g/team')!
+    expect([back.title, back.former]).toEqual(['Road trip', undefined])
+    expect(tr3.last().subscribed).toContain('g/team')
   })
 
   it('shows who is typing until they send or stop', async () => {

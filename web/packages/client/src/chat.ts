@@ -1,7 +1,18 @@
-import type { Capabilities, ConnectionState, OutgoingMessage, ParleyClient } from './client.js'
+import { ApiError } from './api.js'
+import type { ConnectionState, OutgoingMessage, ParleyClient } from './client.js'
 import type { Source } from './sequencer.js'
 import { readJSON, writeJSON, type KeyValueStorage } from './storage.js'
-import { type Entry, type GroupEventEntry, type Group, type InboxTopic, type MessageBody, type MsgEntry, type Presence, userInbox } from './types.js'
+import {
+  type ConversationSummary,
+  type Entry,
+  type GroupEventEntry,
+  type Group,
+  type InboxTopic,
+  type MessageBody,
+  type MsgEntry,
+  type Presence,
+  userInbox,
+} from './types.js'
 
 export type MessageStatus = 'queued' | 'sending' | 'sent' | 'delivered' | 'read' | 'failed'
 
@@ -37,6 +48,11 @@ export interface Conversation {
   peer?: string
   group?: string
   title: string
+  /**
+   * A group the user is no longer a member of: removed by someone, or left.
+   * Its history up to then stays readable; nothing can be sent to it.
+   */
+  former?: 'removed' | 'left'
   last?: ChatMessage
   unread: number
   /** For sorting: the last message's time, or when the conversation was opened. */
@@ -48,8 +64,7 @@ export interface ChatState {
   connection: ConnectionState
   /** Set while offline: why, for people. */
   connectionDetail?: string
-  caps: Capabilities
-  /** Whether the newest page of the user's inbox was read. */
+  /** Whether the newest page of the user's inbox and the chat list (unread counts) were read. */
   ready: boolean
   /** Newest first. */
   conversations: Conversation[]
@@ -62,19 +77,30 @@ export interface ChatState {
   presence: Record<string, Presence>
   /** By conversation: who is typing. */
   typing: Record<string, string[]>
+  /** The groups the user is a member of, by id. */
   groups: Record<string, Group>
 }
 
 const statusRank: Record<MessageStatus, number> = { failed: 0, queued: 1, sending: 2, sent: 3, delivered: 4, read: 5 }
 
-interface ReadState {
-  /** Per inbox: everything at or below is read (the device's starting point, or a read marker from another device). */
-  base: Record<string, number>
-  /** Per conversation: the highest seq read. */
-  convs: Record<string, number>
+/** The server's chat list entry of a conversation, when it was read. */
+interface Summary {
+  unread: number
+  readSeq: number
+  /** The seq of the conversation's newest entry then. */
+  top: number
 }
 
-const readKey = (user: string) => `parley.read.${user}`
+/** A group the user was removed from (or left), from the notice in its inbox. */
+interface FormerGroup {
+  group: string
+  how: 'removed' | 'left'
+  name?: string
+  /** The notice's seq in the user's inbox. */
+  seq: number
+}
+
+const formerKey = (user: string) => `parley.former-groups.${user}`
 
 /** The conversation an entry belongs to, for a user: `u/{peer}` or `g/{group}`. */
 export function conversationOf(e: Entry, me: string): InboxTopic {
@@ -99,6 +125,13 @@ function textOf(body: MessageBody | undefined): string {
  * with their last message and unread count, messages with their ticks,
  * history paging, typing, presence, groups. `subscribe` and `getState` fit
  * React's useSyncExternalStore; every change makes a new state object.
+ *
+ * It may be created before or after the client signs in: created after,
+ * it reads what the client already has (the newest page of each inbox, the
+ * chat list, groups, presence, the outbox) on its own. Read positions and
+ * unread counts are the server's (GET /v1/me/conversations, read markers),
+ * not kept on the device. Groups the user was removed from (or left) stay
+ * listed, read-only, with their history up to then.
  */
 export class ChatStore {
   private state: ChatState
@@ -112,11 +145,25 @@ export class ChatStore {
   private readonly inboxLo = new Map<string, number>()
   private readonly inboxMore = new Map<string, boolean>()
   private readonly loading = new Set<string>()
-  private readonly summaryUnread = new Map<string, number>()
   private readonly extraConvs = new Map<string, number>() // opened without messages -> time
   private readonly typingTimers = new Map<string, ReturnType<typeof setTimeout>>()
   private readonly nameRequested = new Set<string>()
-  private read: ReadState = { base: {}, convs: {} }
+  // The server's read state, as it said it: the chat list, read markers
+  // (this device's and those echoed from the user's others), the groups'
+  // read_seq. Nothing of it is stored on the device.
+  private readonly summaries = new Map<string, Summary>()
+  private readonly convRead = new Map<string, number>()
+  private readonly inboxRead = new Map<string, number>() // a read marker of a whole inbox (no `with`)
+  private summariesLoaded = false
+  private summariesLoading = false
+  private ownLoaded = false
+  // Groups: their last known names, and the ones the user was removed from.
+  private readonly groupNames = new Map<string, { name: string; seq: number }>()
+  private readonly former = new Map<string, FormerGroup>()
+  private readonly noticeSeq = new Map<string, number>()
+  private readonly formerLoaded = new Set<string>()
+  private readonly systemEntries = new Map<string, GroupEventEntry>()
+  private readonly systemByUser = new Map<string, Set<string>>()
   private open: string | undefined
   private visible = true
   private offs: (() => void)[] = []
@@ -134,15 +181,15 @@ export class ChatStore {
       client.on('typing', (conv, from) => this.onTyping(conv, from)),
       client.on('presence', (p) => this.patch({ presence: { ...this.state.presence, [p.user]: p } })),
       client.on('groups', (gs) => this.onGroups(gs)),
-      client.on('caps', (caps) => this.patch({ caps })),
     ]
+    // Created after sign-in: what the client has already delivered is read here.
+    if (client.user) this.attach(true)
   }
 
   private empty(): ChatState {
     return {
       user: this.client.user,
       connection: this.client.state,
-      caps: { ...this.client.caps },
       ready: false,
       conversations: [],
       messages: {},
@@ -193,10 +240,11 @@ export class ChatStore {
     }
     if (this.state.user !== this.client.user) {
       this.reset()
-      void this.loadReadState()
-      if (this.client.user) this.requestName(this.client.user)
+      if (this.client.user) this.attach(false)
     }
     this.patch({ connection: s, connectionDetail: s === 'online' ? undefined : detail })
+    // The chat list could not be read earlier: try again with the connection.
+    if (s === 'online' && this.ownLoaded && !this.summariesLoaded) void this.loadSummaries()
   }
 
   private reset() {
@@ -206,49 +254,82 @@ export class ChatStore {
     this.receipts.clear()
     this.inboxLo.clear()
     this.inboxMore.clear()
-    this.summaryUnread.clear()
     this.extraConvs.clear()
-    this.read = { base: {}, convs: {} }
+    this.summaries.clear()
+    this.convRead.clear()
+    this.inboxRead.clear()
+    this.summariesLoaded = this.summariesLoading = this.ownLoaded = false
+    this.groupNames.clear()
+    this.former.clear()
+    this.noticeSeq.clear()
+    this.formerLoaded.clear()
+    this.systemEntries.clear()
+    this.systemByUser.clear()
     this.nameRequested.clear()
     this.state = this.empty()
     for (const m of this.client.outbox) this.onOutbox(m)
     this.schedule()
   }
 
-  private async loadReadState() {
-    const user = this.client.user
-    if (!user) return
-    const r = await readJSON<ReadState>(this.storage, readKey(user))
-    if (r && this.client.user === user) {
-      this.read = { base: { ...r.base, ...this.read.base }, convs: { ...r.convs, ...this.read.convs } }
-      this.dirtyAll()
+  /**
+   * Takes up a signed-in user: the groups it was removed from (kept on the
+   * device), and, when the store comes after the client already started,
+   * what the client has: its outbox, groups and presence, and the newest
+   * page of each inbox it has read (the newest page of the others is still
+   * to come, as an 'entries' event).
+   */
+  private attach(late: boolean) {
+    const user = this.client.user!
+    this.requestName(user)
+    void this.loadFormer(user)
+    void this.storage.removeItem(`parley.read.${user}`) // the read state earlier versions kept on the device
+    if (!late) return
+    for (const m of this.client.outbox) this.onOutbox(m)
+    const presence: Record<string, Presence> = {}
+    for (const p of this.client.presence) presence[p.user] = p
+    this.patch({ presence })
+    if (this.client.groups) this.onGroups([...this.client.groups])
+    for (const { inbox, ready } of this.client.inboxes) {
+      if (ready) void this.loadNewest(inbox)
     }
   }
 
-  private saveReadState() {
-    if (this.client.user) void writeJSON(this.storage, readKey(this.client.user), this.read)
-  }
-
-  private dirtyAll() {
-    for (const k of this.convMsgs.keys()) this.dirty.add(k)
-    this.schedule()
+  /** The newest page of an inbox, read here rather than from the client (a store that came late, a former group). */
+  private async loadNewest(inbox: InboxTopic, attempt = 0): Promise<void> {
+    const user = this.client.user
+    try {
+      const page = await this.client.api.messages(inbox, { limit: 100 })
+      if (this.client.user !== user) return
+      const es = page.entries.filter((e) => e.seq > 0).sort((a, b) => a.seq - b.seq)
+      this.onEntries(inbox, es, 'latest', page.more)
+    } catch (err) {
+      if (this.client.user !== user) return
+      if (err instanceof ApiError && (err.status === 403 || err.status === 404)) {
+        // Not readable (any more): a former group the user never could read.
+        const g = inbox.startsWith('g/') ? inbox.slice(2) : undefined
+        if (g && this.former.delete(g)) {
+          this.saveFormer()
+          this.schedule()
+        }
+        return
+      }
+      if (attempt < 5) setTimeout(() => void this.loadNewest(inbox, attempt + 1), 1000 * 2 ** attempt)
+    }
   }
 
   // --- entries ---
 
   private onEntries(inbox: InboxTopic, entries: Entry[], source: Source | 'older', more?: boolean) {
     if (source === 'latest') {
-      this.inboxMore.set(inbox, !!more)
-      this.inboxLo.set(inbox, entries.length ? entries[0].seq : 1)
-      if (this.read.base[inbox] === undefined) {
-        // A device's first look at an inbox: what is already there counts as read.
-        this.read.base[inbox] = entries.length ? entries[entries.length - 1].seq : 0
-        this.saveReadState()
+      const lo = entries.length ? entries[0].seq : 1
+      if (!this.inboxLo.has(inbox) || lo <= this.inboxLo.get(inbox)!) {
+        this.inboxMore.set(inbox, !!more)
+        this.inboxLo.set(inbox, lo)
       }
     }
     for (const e of entries) this.add(e, source)
-    if (source === 'latest' && inbox === userInbox(this.me) && !this.state.ready) {
-      this.patch({ ready: true })
+    if (source === 'latest' && inbox === userInbox(this.me) && !this.ownLoaded) {
+      this.ownLoaded = true
       void this.loadSummaries()
     }
     this.markOpenRead()
@@ -282,20 +363,13 @@ export class ChatStore {
         // A read marker of the user's, echoed to this device:
         // {"for":"u/me","with":"bob","read_seq":57} or {"for":"g/team","read_seq":12}.
         if (e.from !== me || !e.for) return
-        const upto = e.read_seq
-        const target = e.for
-        const conv = target.startsWith('g/') ? target : e.with ? userInbox(e.with) : undefined
+        const conv = e.for.startsWith('g/') ? e.for : e.with ? userInbox(e.with) : undefined
         if (conv) {
-          if ((this.read.convs[conv] ?? 0) >= upto) return
-          this.read.convs[conv] = upto
-          this.summaryUnread.delete(conv)
-          this.dirty.add(conv)
-        } else {
-          if ((this.read.base[target] ?? 0) >= upto) return
-          this.read.base[target] = upto
-          this.dirtyAll()
+          this.setRead(conv, e.read_seq)
+        } else if ((this.inboxRead.get(e.for) ?? 0) < e.read_seq) {
+          this.inboxRead.set(e.for, e.read_seq)
+          for (const k of this.convMsgs.keys()) this.dirty.add(k)
         }
-        this.saveReadState()
         return
       }
       case 'typing':
@@ -305,17 +379,64 @@ export class ChatStore {
       case 'member_removed':
       case 'renamed':
       case 'history_changed':
-        // In a group's inbox: shown in the conversation. In the user's own
-        // inbox (a notice of being added or removed): nothing to show, the
-        // groups changed.
-        if (e.inbox.startsWith('g/')) this.addSystem(e)
-        if (source !== 'latest' && source !== 'older') void this.client.refreshGroups()
+        // In a group's inbox: shown in the conversation (the client reads
+        // the group list again). In the user's own inbox, a notice of being
+        // added or removed: the membership changed.
+        if (e.inbox.startsWith('g/')) {
+          this.addSystem(e)
+          if ((e.type === 'group_created' || e.type === 'renamed') && e.name) {
+            const g = e.inbox.slice(2)
+            if ((this.groupNames.get(g)?.seq ?? -1) < e.seq) {
+              this.groupNames.set(g, { name: e.name, seq: e.seq })
+              this.dirty.add(e.inbox)
+            }
+          }
+        } else if ((e.type === 'member_added' || e.type === 'member_removed') && e.for?.startsWith('g/') && e.user === me && source !== 'older') {
+          this.onNotice(e.for.slice(2), e.type === 'member_added' ? undefined : e.by === e.user ? 'left' : 'removed', e.seq, e.name)
+        }
         return
-      default:
-        // An entry this app does not know yet (the server is growing
-        // features): groups may have changed.
-        if (source !== 'latest' && source !== 'older' && e.inbox === userInbox(me)) void this.client.refreshGroups()
     }
+  }
+
+  /** A notice in the user's inbox: added to a group (how undefined), or removed from it. */
+  private onNotice(group: string, how: 'removed' | 'left' | undefined, seq: number, name?: string) {
+    if ((this.noticeSeq.get(group) ?? 0) >= seq) return
+    this.noticeSeq.set(group, seq)
+    const prev = this.former.get(group)
+    if (prev && prev.seq >= seq) return
+    if (how) {
+      this.former.set(group, { group, how, name, seq })
+      this.loadFormerHistory(group)
+    } else if (!this.former.delete(group)) {
+      return
+    }
+    this.saveFormer()
+    this.dirty.add(`g/${group}`)
+    this.schedule()
+  }
+
+  private async loadFormer(user: string) {
+    const list = await readJSON<FormerGroup[]>(this.storage, formerKey(user))
+    if (!list || this.client.user !== user) return
+    for (const f of list) {
+      if (!f?.group || (this.former.get(f.group)?.seq ?? 0) >= f.seq) continue
+      if ((this.noticeSeq.get(f.group) ?? 0) > f.seq) continue
+      this.former.set(f.group, f)
+      this.loadFormerHistory(f.group)
+    }
+    this.schedule()
+  }
+
+  private saveFormer() {
+    if (this.client.user) void writeJSON(this.storage, formerKey(this.client.user), [...this.former.values()])
+  }
+
+  /** A former group's history up to the removal (GET /v1/messages allows it), when none of it is here. */
+  private loadFormerHistory(group: string) {
+    const inbox = `g/${group}`
+    if (this.formerLoaded.has(group) || this.inboxLo.has(inbox)) return
+    this.formerLoaded.add(group)
+    void this.loadNewest(inbox)
   }
 
   private convMap(conv: string): Map<string, ChatMessage> {
@@ -358,31 +479,38 @@ export class ChatStore {
     if (!conv.startsWith('g/')) this.client.watchPresence([conv.slice(2)])
   }
 
+  /** The line a group event shows as, with the names known so far. */
+  private systemText(e: GroupEventEntry): string {
+    const who = (u: string, object = false) => (u === this.me ? (object ? 'you' : 'You') : (this.state.names[u] ?? u))
+    switch (e.type) {
+      case 'group_created':
+        return `${who(e.by)} created the group “${e.name}”`
+      case 'member_added':
+        return `${who(e.by)} added ${who(e.user, true)}`
+      case 'member_removed':
+        return e.by === e.user ? `${who(e.user)} left` : `${who(e.by)} removed ${who(e.user, true)}`
+      case 'renamed':
+        return `${who(e.by)} renamed the group to “${e.name}”`
+      case 'history_changed':
+        return e.history === 'full'
+          ? `${who(e.by)} let new members read the earlier history`
+          : `${who(e.by)} let new members read from when they join`
+    }
+  }
+
   private addSystem(e: GroupEventEntry) {
     if (this.byId.has(e.id)) return
     const conv = e.inbox
-    const who = (u: string) => (u === this.me ? 'You' : (this.state.names[u] ?? u))
-    let text: string
-    switch (e.type) {
-      case 'group_created':
-        text = `${who(e.by)} created the group “${e.name}”`
-        break
-      case 'member_added':
-        text = `${who(e.by)} added ${who(e.user)}`
-        break
-      case 'member_removed':
-        text = e.by === e.user ? `${who(e.user)} left` : `${who(e.by)} removed ${who(e.user)}`
-        break
-      case 'renamed':
-        text = `${who(e.by)} renamed the group to “${e.name}”`
-        break
-      case 'history_changed':
-        text =
-          e.history === 'full'
-            ? `${who(e.by)} let new members read the earlier history`
-            : `${who(e.by)} let new members read from when they join`
-        break
+    const text = this.systemText(e)
+    // Written again when a name comes.
+    for (const u of e.type === 'member_added' || e.type === 'member_removed' ? [e.by, e.user] : [e.by]) {
+      if (!u || u === this.me) continue
+      let ids = this.systemByUser.get(u)
+      if (!ids) this.systemByUser.set(u, (ids = new Set()))
+      ids.add(e.id)
+      this.requestName(u)
     }
+    this.systemEntries.set(e.id, e)
     const msg: ChatMessage = {
       key: e.id,
       id: e.id,
@@ -475,13 +603,31 @@ export class ChatStore {
     }
   }
 
+  /** Whether the user was removed from the group (or left it) and is not back in it. */
+  private isFormer(group: string): boolean {
+    return this.former.has(group) && !this.state.groups[group]
+  }
+
   private onGroups(gs: Group[]) {
     const groups: Record<string, Group> = {}
     for (const g of gs) {
       groups[g.id] = g
       for (const u of g.members) this.requestName(u)
+      // A member (a former group it is back in shows as current), read as far as the server says.
+      if (g.last_seq >= (this.groupNames.get(g.id)?.seq ?? 0)) this.groupNames.set(g.id, { name: g.name, seq: g.last_seq })
+      this.setRead(`g/${g.id}`, g.read_seq)
     }
+    // A group left behind without a notice yet (the list is read again on
+    // connecting): its name and messages stay; the notice marks it former.
+    for (const id of Object.keys(this.state.groups)) if (!groups[id]) this.dirty.add(`g/${id}`)
     this.patch({ groups })
+  }
+
+  private setRead(conv: string, seq: number) {
+    if ((this.convRead.get(conv) ?? 0) >= seq) return
+    this.convRead.set(conv, seq)
+    this.dirty.add(conv)
+    this.schedule()
   }
 
   private requestName(user: string) {
@@ -489,25 +635,49 @@ export class ChatStore {
     this.nameRequested.add(user)
     this.client.api.user(user).then(
       (u) => {
-        if (u?.name) this.patch({ names: { ...this.state.names, [user]: u.name } })
+        if (!u?.name || this.client.user === undefined) return
+        this.patch({ names: { ...this.state.names, [user]: u.name } })
+        for (const id of this.systemByUser.get(user) ?? []) {
+          const m = this.byId.get(id)
+          const e = this.systemEntries.get(id)
+          if (m && e) this.update(m, { text: this.systemText(e) })
+        }
       },
       () => this.nameRequested.delete(user),
     )
   }
 
-  /** Reads GET /v1/me/conversations when the server has it: conversations beyond the newest page, unread counts. */
+  /**
+   * Reads GET /v1/me/conversations: conversations beyond the newest page,
+   * and the server's read cursors and unread counts. Ready after it (or
+   * after it failed: it is read again on the next connection).
+   */
   private async loadSummaries() {
-    const list = await this.client.conversations()
-    if (!list) return
-    for (const c of list) {
-      if (c.last) this.add(c.last, 'older')
-      else if (!this.convMsgs.has(c.key)) this.extraConvs.set(c.key, 0)
-      this.read.convs[c.key] = Math.max(this.read.convs[c.key] ?? 0, c.read_seq)
-      this.summaryUnread.set(c.key, c.unread)
-      this.dirty.add(c.key)
-      if (c.peer) this.requestName(c.peer)
+    if (this.summariesLoading || this.summariesLoaded) return
+    this.summariesLoading = true
+    const user = this.client.user
+    let list: ConversationSummary[] | undefined
+    try {
+      list = await this.client.api.conversations()
+    } catch {
+      list = undefined
+    } finally {
+      if (this.client.user === user) this.summariesLoading = false
     }
-    this.schedule()
+    if (this.client.user !== user) return
+    if (list) {
+      for (const c of list) {
+        if (c.last) this.add(c.last, 'older')
+        else if (!this.convMsgs.has(c.key)) this.extraConvs.set(c.key, 0)
+        this.summaries.set(c.key, { unread: c.unread, readSeq: c.read_seq, top: c.last?.seq ?? c.read_seq })
+        this.setRead(c.key, c.read_seq)
+        this.dirty.add(c.key)
+        if (c.peer) this.requestName(c.peer)
+      }
+      this.summariesLoaded = true
+      for (const k of this.convMsgs.keys()) this.dirty.add(k)
+    }
+    this.patch({ ready: true })
   }
 
   // --- what the UI does ---
@@ -556,8 +726,6 @@ export class ChatStore {
   }
 
   setVisible(visible: boolean): void {
-    // Back to the app: groups may have changed meanwhile.
-    if (visible && !this.visible && this.client.caps.groups) void this.client.refreshGroups()
     this.visible = visible
     this.markOpenRead()
   }
@@ -565,17 +733,13 @@ export class ChatStore {
   private markOpenRead() {
     const conv = this.open
     if (!conv || !this.visible) return
+    if (conv.startsWith('g/') && this.isFormer(conv.slice(2))) return // no read markers in a group one has left
     let top = 0
     for (const m of this.convMap(conv).values()) if (m.seq && m.seq > top && !m.mine) top = m.seq
     let topAny = 0
     for (const m of this.convMap(conv).values()) if (m.seq && m.seq > topAny) topAny = m.seq
-    const had = this.summaryUnread.get(conv)
-    this.summaryUnread.delete(conv)
-    if ((this.read.convs[conv] ?? 0) >= topAny && !had) return
-    this.read.convs[conv] = Math.max(this.read.convs[conv] ?? 0, topAny)
-    this.saveReadState()
-    this.dirty.add(conv)
-    this.schedule()
+    if (this.readCursor(conv) >= topAny) return
+    this.setRead(conv, topAny)
     if (top > 0) this.client.markRead(inboxOf(conv, this.me), top, conv.startsWith('u/') ? conv.slice(2) : undefined)
   }
 
@@ -620,7 +784,33 @@ export class ChatStore {
   // --- snapshot ---
 
   private readCursor(conv: string): number {
-    return Math.max(this.read.convs[conv] ?? 0, this.read.base[inboxOf(conv, this.me)] ?? 0)
+    return Math.max(this.convRead.get(conv) ?? 0, conv.startsWith('g/') ? 0 : (this.inboxRead.get(userInbox(this.me)) ?? 0))
+  }
+
+  /**
+   * Unread messages of a conversation: the server's count while its read
+   * cursor has not moved since (plus what came after), else the messages
+   * from others after the cursor. None before the server's chat list is
+   * read, and none in a group the user is no longer in.
+   */
+  private unreadOf(conv: string, list: ChatMessage[]): number {
+    if (!this.summariesLoaded) return 0
+    if (conv.startsWith('g/') && this.isFormer(conv.slice(2))) return 0
+    const cursor = this.readCursor(conv)
+    const s = this.summaries.get(conv)
+    let local = 0
+    let after = 0
+    for (const m of list) {
+      if (m.mine || m.kind !== 'msg' || !m.seq) continue
+      if (m.seq > cursor) local++
+      if (s && m.seq > Math.max(s.top, cursor)) after++
+    }
+    if (s && cursor <= s.readSeq) return Math.max(local, s.unread + after)
+    return local
+  }
+
+  private groupTitle(group: string): string {
+    return this.state.groups[group]?.name ?? this.groupNames.get(group)?.name ?? this.former.get(group)?.name ?? 'Group'
   }
 
   private rebuild() {
@@ -639,19 +829,16 @@ export class ChatStore {
     const convs: Conversation[] = []
     const keys = new Set([...this.convMsgs.keys(), ...this.extraConvs.keys()])
     for (const g of Object.keys(this.state.groups)) keys.add(`g/${g}`)
+    for (const g of this.former.keys()) keys.add(`g/${g}`)
     for (const key of keys) {
       const list = messages[key] ?? []
-      if (list.length === 0 && !this.extraConvs.has(key) && !key.startsWith('g/')) continue
       const group = key.startsWith('g/') ? key.slice(2) : undefined
-      if (group && !this.state.groups[group] && this.client.caps.groups && list.length === 0) continue
+      const former = group && this.isFormer(group) ? this.former.get(group)!.how : undefined
+      if (list.length === 0 && !this.extraConvs.has(key) && !(group && (this.state.groups[group] || former))) continue
       const peer = group ? undefined : key.slice(2)
       const last = list[list.length - 1]
-      const cursor = this.readCursor(key)
-      let unread = 0
-      for (const m of list) if (!m.mine && m.kind === 'msg' && m.seq && m.seq > cursor) unread++
-      unread = Math.max(unread, this.summaryUnread.get(key) ?? 0)
       const title = group
-        ? (this.state.groups[group]?.name ?? group)
+        ? this.groupTitle(group)
         : peer === this.me
           ? `${this.state.names[peer!] ?? peer} (you)`
           : (this.state.names[peer!] ?? peer!)
@@ -661,8 +848,9 @@ export class ChatStore {
         peer,
         group,
         title,
+        ...(former ? { former } : {}),
         last,
-        unread,
+        unread: this.unreadOf(key, list),
         updatedAt: last?.ts ?? this.extraConvs.get(key) ?? 0,
       })
     }

@@ -116,6 +116,42 @@ describe('ParleyClient session and connection', () => {
     expect(t.tr.conns.length).toBe(2)
     expect(t.client.state).toBe('connecting')
   })
+
+  it('waits while the network is down: no attempt until it is back or connect() is called', async () => {
+    const t = setup()
+    await t.client.signIn('bob', 'bob-password')
+    await online(t)
+    t.client.networkChanged(false)
+    expect(t.client.state).toBe('offline')
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(t.tr.conns.length).toBe(1)
+    expect(t.client.state).toBe('offline')
+    // Said twice, or while a reconnect was scheduled: still waiting.
+    t.client.networkChanged(false)
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(t.tr.conns.length).toBe(1)
+    t.client.networkChanged(true)
+    expect(t.tr.conns.length).toBe(2)
+    await online(t)
+
+    // Lost on its own (backoff scheduled), then the network goes: the scheduled attempt is dropped.
+    t.tr.last().drop()
+    expect(t.client.state).toBe('offline')
+    t.client.networkChanged(false)
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(t.tr.conns.length).toBe(2)
+    // An explicit connect() tries at once, and the client reconnects by itself again after that.
+    t.client.connect()
+    expect(t.tr.conns.length).toBe(3)
+    t.tr.last().drop()
+    await vi.advanceTimersByTimeAsync(8000)
+    expect(t.tr.conns.length).toBe(4)
+    // Online while connected is nothing to do.
+    await online(t)
+    t.client.networkChanged(true)
+    expect(t.tr.conns.length).toBe(4)
+    expect(t.client.state).toBe('online')
+  })
 })
 
 describe('ParleyClient sending', () => {
@@ -287,21 +323,22 @@ describe('ParleyClient inboxes', () => {
   })
 })
 
-describe('ParleyClient features behind capabilities', () => {
-  it('turns read markers off when the server refuses them (0x99)', async () => {
+describe('ParleyClient read markers, presence and groups', () => {
+  it('sends read markers; one refused is reported, and later ones still go', async () => {
     const t = setup()
     await t.client.signIn('bob', 'pw-123456')
     await online(t)
     t.client.markRead('u/bob', 7, 'alice')
     const c = t.tr.last()
-    const [p] = c.published.filter((x) => x.payload.includes('"read"'))
+    const reads = () => c.published.filter((x) => x.payload.includes('"read"'))
+    const [p] = reads()
     expect(p.topic).toBe('u/bob')
     expect(JSON.parse(p.payload)).toEqual({ type: 'read', inbox: 'u/bob', seq: 7, with: 'alice' })
     p.resolve(0x99)
     await settle()
-    expect(t.client.caps.read).toBe(false)
+    expect(t.errors.map((e) => e.message)).toEqual(['read marker on u/bob refused: the server refused the message format'])
     t.client.markRead('u/bob', 8)
-    expect(c.published.filter((x) => x.payload.includes('"read"')).length).toBe(1)
+    expect(reads().map((x) => JSON.parse(x.payload).seq)).toEqual([7, 8])
   })
 
   it('sends a group read marker without inbox', async () => {
@@ -314,13 +351,11 @@ describe('ParleyClient features behind capabilities', () => {
     expect(JSON.parse(p.payload)).toEqual({ type: 'read', seq: 12 })
     p.resolve(0)
     await settle()
-    expect(t.client.caps.read).toBe(true)
+    expect(t.errors).toEqual([])
   })
 
-  it('follows presence where the server has it; a refused user is hidden', async () => {
-    const server = new FakeServer()
-    server.presence = true
-    const t = setup({ server })
+  it('follows presence; a refused user is hidden', async () => {
+    const t = setup()
     await t.client.signIn('bob', 'pw-123456')
     t.tr.last().suback['p/carol'] = 0x87
     await online(t)
@@ -328,53 +363,95 @@ describe('ParleyClient features behind capabilities', () => {
     t.client.on('presence', (p) => seen.push(`${p.user} ${p.status} ${presenceSince(p) ?? ''}`))
     t.client.watchPresence(['alice', 'carol'])
     await settle(40)
-    expect(t.client.caps.presence).toBe(true)
     expect(t.tr.last().subscribed).toEqual(expect.arrayContaining(['p/alice', 'p/carol']))
     expect(seen).toEqual(['alice offline 42', 'carol offline 42', 'carol hidden '])
     t.tr.last().h.onMessage('p/alice', '{"user":"alice","status":"online","ts":77}')
     t.tr.last().h.onMessage('p/alice', '{"user":"alice","status":"away","ts":78}')
     expect(seen.slice(3)).toEqual(['alice online 77', 'alice away 78'])
+    expect(t.client.presence).toEqual([{ user: 'alice', status: 'away', ts: 78 }, { user: 'carol', status: 'hidden' }])
     // Away and back, on the user's own p/{user}.
     t.client.setPresence('away')
     const own = t.tr.last().published.filter((p) => p.topic === 'p/bob')
     expect(own.map((p) => p.payload)).toEqual(['{"status":"away"}'])
   })
 
-  it('subscribes to no presence where the server has none', async () => {
-    const t = setup()
+  it('probes nothing: a failed GET /v1/presence or /v1/me/groups turns no feature off', async () => {
+    const server = new FakeServer()
+    const base = server.fetch
+    let fail = true
+    server.fetch = async (url, init) => {
+      if (fail && (url.startsWith('/v1/presence') || url.endsWith('/v1/me/groups'))) {
+        return { status: 404, ok: false, text: async () => '{"error":"no such endpoint"}' }
+      }
+      return base(url, init)
+    }
+    const t = setup({ server })
     await t.client.signIn('bob', 'pw-123456')
     await online(t)
     t.client.watchPresence(['alice'])
-    await settle(30)
-    expect(t.client.caps.presence).toBe(false)
-    expect(t.tr.last().subscribed).not.toContain('p/alice')
-  })
-
-  it('reports groups as unsupported while the server answers 404', async () => {
-    const t = setup()
-    await t.client.signIn('bob', 'pw-123456')
+    await settle(40)
+    // Subscribed all the same: the retained state tells.
+    expect(t.tr.last().subscribed).toContain('p/alice')
+    t.tr.last().h.onMessage('p/alice', '{"user":"alice","status":"online","ts":77}')
+    expect(t.client.presence).toEqual([{ user: 'alice', status: 'online', ts: 77 }])
+    t.client.setPresence('away')
+    expect(t.tr.last().published.filter((p) => p.topic === 'p/bob').length).toBe(1)
+    // The groups are read again on the next connection.
+    fail = false
+    server.groups = (golden('api/groups.json') as { groups: unknown[] }).groups
+    t.tr.last().drop()
+    await vi.advanceTimersByTimeAsync(1000)
     await online(t)
-    await settle(30)
-    expect(t.client.caps.groups).toBe(false)
+    expect(t.client.groups?.map((g) => g.name)).toEqual(['Road trip'])
+    expect('caps' in t.client).toBe(false)
   })
 
   it('follows the groups the server lists', async () => {
     const server = new FakeServer()
-    const base = server.fetch
-    server.fetch = async (url, init) => {
-      if (url.endsWith('/v1/me/groups')) {
-        return { status: 200, ok: true, text: async () => JSON.stringify(golden('api/groups.json')) }
-      }
-      return base(url, init)
-    }
+    server.groups = (golden('api/groups.json') as { groups: unknown[] }).groups
     const t = setup({ server })
     const groups: string[] = []
     t.client.on('groups', (gs) => groups.push(...gs.map((g) => g.name)))
     await t.client.signIn('bob', 'pw-123456')
     await online(t)
     await settle(40)
-    expect(t.client.caps.groups).toBe(true)
     expect(groups).toEqual(['Road trip'])
     expect(t.tr.last().subscribed).toContain('g/k3x7q2m9wz')
+  })
+
+  it('follows a group from the notices in its inbox, without polling the group list', async () => {
+    const t = setup()
+    await t.client.signIn('bob', 'pw-123456')
+    await online(t)
+    const groupReads = () => t.server.requests.filter((r) => r.endsWith('/v1/me/groups')).length
+    expect(groupReads()).toBe(1) // once per connection
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(groupReads()).toBe(1)
+    // Added: the notice names the group; it is followed at once.
+    t.server.groups = [{ id: 'team', name: 'Team', owner: 'alice', history: 'join', members: ['alice', 'bob'], roles: { alice: 'owner' }, last_seq: 1, read_seq: 0, created_at: '' }]
+    t.tr.last().deliver(t.server.store('u/bob', { type: 'member_added', from: 'alice', by: 'alice', user: 'bob', for: 'g/team', name: 'Team' } as Partial<Entry>))
+    await settle(40)
+    expect(t.tr.last().subscribed).toContain('g/team')
+    expect(t.client.inboxes.map((i) => i.inbox)).toEqual(['u/bob', 'g/team'])
+    expect(groupReads()).toBe(2)
+    // A rename in the group: the list is read again (once for a burst).
+    const c = t.tr.last()
+    c.deliver(t.server.store('g/team', { type: 'group_created', from: 'alice', to: 'team', by: 'alice', name: 'Team' } as Partial<Entry>))
+    await settle(40)
+    c.deliver(t.server.store('g/team', { type: 'renamed', from: 'alice', to: 'team', by: 'alice', name: 'A' } as Partial<Entry>))
+    c.deliver(t.server.store('g/team', { type: 'renamed', from: 'alice', to: 'team', by: 'alice', name: 'B' } as Partial<Entry>))
+    c.deliver(t.server.store('g/team', { type: 'renamed', from: 'alice', to: 'team', by: 'alice', name: 'C' } as Partial<Entry>))
+    await settle(60)
+    expect(groupReads()).toBe(5) // one for the first rename, one more for the two during it
+    // Removed: the notice ends following it.
+    t.server.groups = []
+    c.deliver(t.server.store('u/bob', { type: 'member_removed', from: 'alice', by: 'alice', user: 'bob', for: 'g/team', name: 'C' } as Partial<Entry>))
+    await settle(40)
+    expect(t.client.inboxes.map((i) => i.inbox)).toEqual(['u/bob'])
+    expect(t.client.groups).toEqual([])
+    await vi.advanceTimersByTimeAsync(120_000)
+    const n = groupReads()
+    await vi.advanceTimersByTimeAsync(120_000)
+    expect(groupReads()).toBe(n)
   })
 })

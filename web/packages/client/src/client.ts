@@ -1,17 +1,15 @@
-import { ApiError, NotSupportedError, ParleyApi } from './api.js'
+import { ApiError, ParleyApi } from './api.js'
 import { Emitter } from './emitter.js'
 import { InboxSequencer, type Source } from './sequencer.js'
 import { readJSON, writeJSON, type KeyValueStorage } from './storage.js'
 import type { Transport, TransportFactory } from './transport.js'
 import {
-  type ConversationSummary,
   type Entry,
   type Group,
   type HistoryPage,
   type InboxTopic,
   type MessageBody,
   type Presence,
-  Reason,
   isRetryable,
   presenceTopic,
   reasonText,
@@ -24,16 +22,8 @@ export type ConnectionState =
   | 'signed-out' // no session
   | 'connecting' // first attempt, or trying again after 'offline'
   | 'online' // connected and subscribed
-  | 'offline' // lost; a reconnect is scheduled
+  | 'offline' // lost: a reconnect is scheduled, or the platform said the network is down (networkChanged)
   | 'unauthorized' // the server refused the token: sign in again
-
-/** What the server can do: undefined until known. Features land on the server over time. */
-export interface Capabilities {
-  groups?: boolean
-  conversations?: boolean
-  presence?: boolean
-  read?: boolean
-}
 
 /** A message in the outbox: not yet acknowledged (PUBACK) by the server. */
 export interface OutgoingMessage {
@@ -62,9 +52,8 @@ export interface ClientEvents {
   presence: (p: Presence) => void
   /** A message of the outbox changed status. */
   outbox: (m: OutgoingMessage) => void
-  /** The groups the user belongs to (when the server has groups). */
+  /** The groups the user belongs to: read on connecting and when a group event or notice says they changed. */
   groups: (groups: Group[]) => void
-  caps: (caps: Capabilities) => void
   /** Problems worth telling someone about (a fetch that failed, …). */
   error: (err: Error) => void
 }
@@ -131,13 +120,12 @@ function backoff(attempt: number, min: number, max: number, random: () => number
 /**
  * A Parley client: the session, one MQTT connection with a persistent
  * session and automatic reconnects, the outbox (retried until PUBACK),
- * ordered and de-duplicated inboxes with gap filling and catch-up, and the
- * features that land on the server later (groups, presence, read markers),
- * each behind the server's capability.
+ * ordered and de-duplicated inboxes with gap filling and catch-up, groups
+ * (followed from their events and the notices in the user's inbox),
+ * presence and read markers (docs/protocol.md).
  */
 export class ParleyClient extends Emitter<ClientEvents> {
   readonly api: ParleyApi
-  readonly caps: Capabilities = {}
   private readonly o: Required<Omit<ClientOptions, 'fetch'>>
   private session: Session | undefined
   private clientId: string | undefined
@@ -156,8 +144,13 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private readonly pendingReads = new Map<string, number>() // "inbox[ peer]" -> seq
   private readonly readsSent = new Map<string, number>()
   private readonly lastTyping = new Map<InboxTopic, number>()
-  private groupsTimer: ReturnType<typeof setInterval> | undefined
   private myStatus: 'online' | 'away' = 'online'
+  /** The platform said the network is down: no reconnect until it says it is back (or connect()). */
+  private networkDown = false
+  private groupsRefresh: Promise<Group[] | undefined> | undefined
+  private groupsAgain = false
+  private _groups: Group[] | undefined
+  private readonly lastPresence = new Map<string, Presence>()
 
   constructor(opts: ClientOptions) {
     super()
@@ -203,15 +196,24 @@ export class ParleyClient extends Emitter<ClientEvents> {
     this.emit('state', s, detail)
   }
 
-  private setCaps(c: Partial<Capabilities>) {
-    let changed = false
-    for (const [k, v] of Object.entries(c) as [keyof Capabilities, boolean][]) {
-      if (this.caps[k] !== v) {
-        this.caps[k] = v
-        changed = true
-      }
-    }
-    if (changed) this.emit('caps', { ...this.caps })
+  /** The user's groups as last read (GET /v1/me/groups), or undefined before the first read. */
+  get groups(): readonly Group[] | undefined {
+    return this._groups
+  }
+
+  /** The last presence heard of each watched user. */
+  get presence(): readonly Presence[] {
+    return [...this.lastPresence.values()]
+  }
+
+  /** The inboxes followed (`u/{me}`, the groups' `g/{id}`) and whether each one's newest page was read. */
+  get inboxes(): { inbox: InboxTopic; ready: boolean }[] {
+    return [...this.sequencers.values()].map((sq) => ({ inbox: sq.inbox, ready: sq.ready }))
+  }
+
+  private emitPresence(p: Presence) {
+    this.lastPresence.set(p.user, p)
+    this.emit('presence', p)
   }
 
   // --- Session ---
@@ -250,6 +252,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
     this.session = undefined
     this.api.token = undefined
     this.queue = []
+    this._groups = undefined
     this.setState('signed-out')
   }
 
@@ -268,13 +271,22 @@ export class ParleyClient extends Emitter<ClientEvents> {
       m.status === 'sending' ? { ...m, status: 'queued' as const } : m,
     )
     this.watchInbox(userInbox(s.user))
-    this.connect()
+    this.networkDown = false
+    this.open()
   }
 
   // --- Connection ---
 
-  /** Connects (or reconnects now, skipping the backoff wait). */
+  /**
+   * Connects (or reconnects now, skipping the backoff wait), also after
+   * networkChanged(false): an explicit request to try.
+   */
   connect(): void {
+    this.networkDown = false
+    this.open()
+  }
+
+  private open(): void {
     if (!this.session || this._state === 'unauthorized') return
     if (this.reconnectTimer) {
       clearTimeout(this.reconnectTimer)
@@ -310,17 +322,25 @@ export class ParleyClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Tells the client what the platform knows about the network: offline
+   * Tells the client what the platform knows about the network. Offline
    * drops the connection at once (instead of waiting for the keepalive to
-   * time out), online reconnects without waiting for the backoff.
+   * time out) and waits: no attempt is made until the network is back
+   * (networkChanged(true)) or connect() is called. Online reconnects at
+   * once, without waiting for the backoff.
    */
   networkChanged(online: boolean): void {
     if (!this.session) return
     if (online) {
-      this.connect()
-    } else if (this.transport) {
-      this.transport.close(false)
+      if (this.networkDown || !this.transport) this.connect()
+      return
     }
+    this.networkDown = true
+    if (this.reconnectTimer) {
+      clearTimeout(this.reconnectTimer)
+      this.reconnectTimer = undefined
+    }
+    if (this.transport) this.transport.close(false) // onClose: offline, and no reconnect scheduled
+    else if (this._state !== 'unauthorized') this.setState('offline', 'no network')
   }
 
   /** Closes the connection for good (until connect). */
@@ -333,8 +353,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
     this.generation++
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer)
     if (this.pumpTimer) clearTimeout(this.pumpTimer)
-    if (this.groupsTimer) clearInterval(this.groupsTimer)
-    this.reconnectTimer = this.pumpTimer = this.groupsTimer = undefined
+    this.reconnectTimer = this.pumpTimer = undefined
     const t = this.transport
     this.transport = undefined
     this.connected = false
@@ -347,6 +366,8 @@ export class ParleyClient extends Emitter<ClientEvents> {
       this.watchedPresence.clear()
       this.pendingReads.clear()
       this.readsSent.clear()
+      this.lastPresence.clear()
+      this._groups = undefined
     }
   }
 
@@ -366,16 +387,11 @@ export class ParleyClient extends Emitter<ClientEvents> {
     for (const sq of this.sequencers.values()) this.startInbox(sq, sessionPresent)
     void this.pump()
     this.flushReads()
-    if (this.caps.presence === false) this.caps.presence = undefined // asked again: the server may have it now
+    if (this.myStatus === 'away') this.setPresence('away')
     void this.subscribePresence()
+    // The group list once per connection; after that, group events and the
+    // notices in the user's inbox say when it changed (no polling).
     void this.refreshGroups()
-    // A user added to a group learns it from the group list: poll it while
-    // the server has groups (asked again on each connection otherwise).
-    if (!this.groupsTimer) {
-      this.groupsTimer = setInterval(() => {
-        if (this.caps.groups) void this.refreshGroups()
-      }, 30_000)
-    }
   }
 
   private onClose(err?: Error & { code?: number }) {
@@ -392,11 +408,16 @@ export class ParleyClient extends Emitter<ClientEvents> {
       this.setState('unauthorized', 'the server refused the session: sign in again')
       return
     }
+    if (this.networkDown) {
+      // Waiting for the platform to say the network is back.
+      this.setState('offline', 'no network')
+      return
+    }
     const delay = backoff(this.attempt++, this.o.reconnectDelay.min, this.o.reconnectDelay.max, this.o.random)
     this.setState('offline', err?.message)
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined
-      this.connect()
+      this.open()
     }, delay)
   }
 
@@ -407,7 +428,10 @@ export class ParleyClient extends Emitter<ClientEvents> {
     if (this.sequencers.has(inbox)) return
     const sq = new InboxSequencer(inbox, {
       fetchAfter: (after) => this.api.messages(inbox, { after, limit: 500 }),
-      deliver: (entries, source) => this.emit('entries', inbox, entries, source),
+      deliver: (entries, source) => {
+        this.emit('entries', inbox, entries, source)
+        this.followGroups(entries)
+      },
       onError: (err) => this.emit('error', err instanceof Error ? err : new Error(String(err))),
       retryDelay: (n) => backoff(n, 1000, 30_000, this.o.random),
     })
@@ -455,16 +479,31 @@ export class ParleyClient extends Emitter<ClientEvents> {
     }
   }
 
-  /** GET /v1/me/conversations, or undefined while the server does not have it. */
-  async conversations(): Promise<ConversationSummary[] | undefined> {
-    try {
-      const list = await this.api.conversations()
-      this.setCaps({ conversations: true })
-      return list
-    } catch (err) {
-      if (err instanceof NotSupportedError) this.setCaps({ conversations: false })
-      return undefined
+  /**
+   * Group events (in a group's inbox) and notices (in the user's own, with
+   * `for`) delivered live or by catch-up: a group the user was added to is
+   * followed at once, one it was removed from no longer, and the group list
+   * is read again (once for a burst).
+   */
+  private followGroups(entries: Entry[]) {
+    let changed = false
+    for (const e of entries) {
+      switch (e.type) {
+        case 'member_added':
+        case 'member_removed':
+          if (e.for && e.user === this.user) {
+            if (e.type === 'member_added') this.watchInbox(e.for)
+            else this.unwatchInbox(e.for)
+          }
+          changed = true
+          break
+        case 'group_created':
+        case 'renamed':
+        case 'history_changed':
+          changed = true
+      }
     }
+    if (changed) void this.refreshGroups()
   }
 
   /** Older history of an inbox: the page just below `before`, oldest first. */
@@ -475,7 +514,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
   private onMessage(topic: string, payload: string) {
     if (topic.startsWith('p/')) {
       const p = payload ? decodePresence(parseJSON(payload)) : undefined
-      if (p && p.user === topic.slice(2)) this.emit('presence', p)
+      if (p && p.user === topic.slice(2)) this.emitPresence(p)
       return
     }
     const e = decodeEntry(parseJSON(payload))
@@ -626,10 +665,9 @@ export class ParleyClient extends Emitter<ClientEvents> {
    * Marks an inbox read up to seq: `u/{me}` with the peer of a direct chat
    * (only that conversation), or `g/{group}`. The server keeps the cursor,
    * echoes it to the user's other devices and sends the senders read
-   * receipts. A no-op on a server without read markers (it answers 0x99).
+   * receipts.
    */
   markRead(inbox: InboxTopic, seq: number, withPeer?: string): void {
-    if (this.caps.read === false) return
     const key = withPeer ? `${inbox} ${withPeer}` : inbox
     if ((this.readsSent.get(key) ?? 0) >= seq) return
     this.readsSent.set(key, seq)
@@ -638,16 +676,18 @@ export class ParleyClient extends Emitter<ClientEvents> {
   }
 
   private flushReads() {
-    if (!this.connected || !this.transport || this.caps.read === false) return
+    if (!this.connected || !this.transport) return
     const t = this.transport
     for (const [key, seq] of this.pendingReads) {
       this.pendingReads.delete(key)
       const [inbox, peer] = key.split(' ')
       t.publish(inbox, encodeRead(inbox, seq, peer), { qos: 1 }).then(
         (code) => {
-          if (code === Reason.BadPayload) this.setCaps({ read: false })
-          else if (code < 0x80) this.setCaps({ read: true })
-          else if (isRetryable(code)) this.pendingReads.set(key, Math.max(seq, this.pendingReads.get(key) ?? 0))
+          if (isRetryable(code)) {
+            this.pendingReads.set(key, Math.max(seq, this.pendingReads.get(key) ?? 0))
+          } else if (code >= 0x80) {
+            this.emit('error', new Error(`read marker on ${inbox} refused: ${reasonText(code)}`))
+          }
         },
         () => {
           // Lost with the connection: sent again after reconnecting.
@@ -659,7 +699,7 @@ export class ParleyClient extends Emitter<ClientEvents> {
 
   // --- Presence ---
 
-  /** Follows users' presence (subscribes to `p/{user}` when the server allows it). */
+  /** Follows users' presence (subscribes to `p/{user}`; a user whose privacy hides them is `hidden`). */
   watchPresence(users: string[]): void {
     let added = false
     for (const u of users) {
@@ -672,10 +712,10 @@ export class ParleyClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Subscribes to the watched users' `p/{user}`. Whether the server has
-   * presence is asked with GET /v1/presence (once per connection until it
-   * says yes): with it, a refused subscription means that user's privacy
-   * hides them; without it, nothing is subscribed.
+   * Subscribes to the watched users' `p/{user}`, after reading their state
+   * with GET /v1/presence (a persistent session's subscriptions are not
+   * sent the retained states again). A refused subscription means that
+   * user's privacy (or a block) hides them.
    */
   private async subscribePresence() {
     const t = this.transport
@@ -684,50 +724,70 @@ export class ParleyClient extends Emitter<ClientEvents> {
     if (todo.length === 0) return
     for (const u of todo) this.subscribedPresence.add(u)
     try {
-      for (const p of await this.api.presence(todo)) this.emit('presence', p)
-      if (!this.caps.presence) {
-        this.setCaps({ presence: true })
-        if (this.myStatus === 'away') this.setPresence('away')
+      for (let i = 0; i < todo.length; i += 100) {
+        for (const p of await this.api.presence(todo.slice(i, i + 100))) this.emitPresence(p)
       }
     } catch (err) {
-      if (err instanceof NotSupportedError) {
-        this.setCaps({ presence: false })
-        for (const u of todo) this.subscribedPresence.delete(u)
-        return
-      }
-      // Some other failure: the retained messages tell.
+      // The retained messages tell.
+      this.emit('error', err as Error)
     }
     for (const u of todo) {
       if (t !== this.transport) return
       const [code] = await t.subscribe([presenceTopic(u)], 1).catch(() => [0x80])
-      if (code >= 0x80) this.emit('presence', { user: u, status: 'hidden' })
+      if (code >= 0x80) this.emitPresence({ user: u, status: 'hidden' })
     }
   }
 
   /**
-   * Sets this device's status on `p/{me}` (when the server has presence):
-   * away while the app is in the background, online when it is back.
+   * Sets this device's status on `p/{me}`: away while the app is in the
+   * background, online when it is back (a reconnecting device starts
+   * online: away is said again on connecting).
    */
   setPresence(status: 'online' | 'away'): void {
     this.myStatus = status
     const t = this.transport
-    if (!this.connected || !t || !this.caps.presence || !this.user) return
+    if (!this.connected || !t || !this.user) return
     void t.publish(presenceTopic(this.user), encodePresenceStatus(status), { qos: 1 }).catch(() => {})
   }
 
   // --- Groups ---
 
-  /** Reads the user's groups and follows their inboxes (when the server has groups). */
-  async refreshGroups(): Promise<Group[] | undefined> {
-    if (!this.session) return undefined
+  /**
+   * Reads the user's groups (GET /v1/me/groups) and follows their inboxes.
+   * Calls while a read is under way share one more read after it.
+   */
+  refreshGroups(): Promise<Group[] | undefined> {
+    if (!this.session) return Promise.resolve(undefined)
+    if (this.groupsRefresh) {
+      this.groupsAgain = true
+      return this.groupsRefresh
+    }
+    const run = async (): Promise<Group[] | undefined> => {
+      let out: Group[] | undefined
+      do {
+        this.groupsAgain = false
+        out = await this.readGroups()
+      } while (this.groupsAgain && this.session)
+      return out
+    }
+    const p = run().finally(() => {
+      if (this.groupsRefresh === p) this.groupsRefresh = undefined
+    })
+    this.groupsRefresh = p
+    return p
+  }
+
+  private async readGroups(): Promise<Group[] | undefined> {
+    const user = this.user
     let groups: Group[]
     try {
       groups = await this.api.myGroups()
     } catch (err) {
-      if (err instanceof NotSupportedError) this.setCaps({ groups: false })
+      this.emit('error', err as Error)
       return undefined
     }
-    this.setCaps({ groups: true })
+    if (this.user !== user) return undefined
+    this._groups = groups
     const want = new Set(groups.map((g) => `g/${g.id}`))
     for (const inbox of want) this.watchInbox(inbox)
     for (const inbox of [...this.sequencers.keys()]) {

@@ -10,8 +10,10 @@ export class FakeServer {
   inboxes = new Map<string, Entry[]>()
   requests: string[] = []
   failNext = 0
-  /** Whether GET /v1/presence exists. */
-  presence = false
+  /** GET /v1/me/conversations answers these (as on the wire). */
+  conversations: unknown[] = []
+  /** GET /v1/me/groups answers these (as on the wire). */
+  groups: unknown[] = []
   private n = 0
 
   /** Stores an entry in an inbox with the next seq and returns it. */
@@ -66,7 +68,9 @@ export class FakeServer {
     if (u.pathname === '/v1/tokens' && init?.method === 'POST') {
       return json(200, { token: 'pt_x' })
     }
-    if (u.pathname === '/v1/presence' && this.presence) {
+    if (u.pathname === '/v1/me/conversations') return json(200, { conversations: this.conversations })
+    if (u.pathname === '/v1/me/groups') return json(200, { groups: this.groups })
+    if (u.pathname === '/v1/presence') {
       const users = u.searchParams.get('users')!.split(',')
       return json(200, { users: users.map((user) => ({ user, status: 'offline', last_seen: 42 })) })
     }

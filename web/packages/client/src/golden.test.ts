@@ -20,7 +20,7 @@ import {
   type TypingEntry,
   type UnknownEntry,
 } from './types.js'
-import { decodeEntry, decodePresence, encodeMessage, encodePresenceStatus, encodeRead, encodeTyping } from './wire.js'
+import { decodeEntry, decodeGroup, decodePresence, encodeMessage, encodePresenceStatus, encodeRead, encodeTyping } from './wire.js'
 
 /** What each type's own fields say, read through the narrowed union: a switch that must cover every type. */
 function describeEntry(e: Entry): string {
@@ -132,6 +132,11 @@ describe('golden entries', () => {
       type: 'msg',
       body: {},
     })
+    // Fields are read by their names only: a missing `by` is not guessed from `from`.
+    const h = { id: 'b', inbox: 'g/team', seq: 2, from: 'alice', to: 'team', ts: 2 }
+    expect(decodeEntry({ ...h, type: 'member_added', user: 'bob' })).toEqual({ ...h, type: 'member_added', by: '', user: 'bob' })
+    expect(decodeEntry({ ...h, type: 'renamed' })).toEqual({ ...h, type: 'renamed', by: '', name: '' })
+    expect(decodeGroup({ id: 'team', name: 'Team' })?.history).toBe('')
   })
 })
 

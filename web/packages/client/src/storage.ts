@@ -1,7 +1,9 @@
 /**
  * Where the SDK keeps what must survive a restart: the session (user and
- * token), the device's client id, the outbox and read positions. Both the
- * browser's localStorage and React Native's AsyncStorage fit as they are.
+ * token), the device's client id, the outbox, and (ChatStore) the groups the
+ * user was removed from. Read positions are the server's, not kept here.
+ * Both the browser's localStorage and React Native's AsyncStorage fit as
+ * they are.
  */
 export interface KeyValueStorage {
   getItem(key: string): string | null | Promise<string | null>

@@ -97,12 +97,12 @@ function decodeKnown(h: EntryHeader, type: string, v: Obj): KnownEntry | undefin
       return compact({ ...h, type, for: str(v.for) ?? '', with: str(v.with), read_seq: num(v.read_seq) ?? 0 })
     case 'group_created':
     case 'renamed':
-      return { ...h, type, by: str(v.by) ?? h.from, name: str(v.name) ?? '' }
+      return { ...h, type, by: str(v.by) ?? '', name: str(v.name) ?? '' }
     case 'member_added':
     case 'member_removed':
-      return compact({ ...h, type, by: str(v.by) ?? h.from, user: str(v.user) ?? '', for: str(v.for), name: str(v.name) })
+      return compact({ ...h, type, by: str(v.by) ?? '', user: str(v.user) ?? '', for: str(v.for), name: str(v.name) })
     case 'history_changed':
-      return { ...h, type, by: str(v.by) ?? h.from, history: str(v.history) ?? '' }
+      return { ...h, type, by: str(v.by) ?? '', history: str(v.history) ?? '' }
   }
   return undefined
 }
@@ -148,7 +148,7 @@ export function decodeGroup(v: unknown): Group | undefined {
     id: v.id,
     name: v.name,
     owner: str(v.owner) ?? '',
-    history: str(v.history) ?? 'join',
+    history: str(v.history) ?? '',
     members: strs(v.members),
     roles,
     last_seq: num(v.last_seq) ?? 0,

@@ -82,9 +82,11 @@ func TestDeliveredWritesBatches(t *testing.T) {
 			t.Errorf("a write of %d acknowledgements, more than AckBatch (writes: %v)", n, writes)
 		}
 	}
-	if got := metric(t, reg, "parley_push_acks_recorded_total", ""); got != 250 {
-		t.Errorf("parley_push_acks_recorded_total = %v, want 250", got)
-	}
+	// The counter moves once the write has returned, just after the store
+	// has the rows: wait for it too.
+	testwait.Until(t, 5*time.Second, "parley_push_acks_recorded_total at 250", func() bool {
+		return metric(t, reg, "parley_push_acks_recorded_total", "") == 250
+	})
 	if got := metric(t, reg, "parley_push_acks_dropped_total", ""); got != 0 {
 		t.Errorf("parley_push_acks_dropped_total = %v, want 0", got)
 	}

@@ -3,7 +3,7 @@
 GO        ?= go
 BIN       := bin
 
-.PHONY: help run build web test test-web test-e2e test-race test-short bench bench-go lint fmt vet tidy clean
+.PHONY: help run build web test test-deps test-web test-e2e test-race test-short bench bench-go lint fmt vet tidy clean
 
 help: ## Show the targets.
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -11,11 +11,18 @@ help: ## Show the targets.
 build: ## Build bin/parley and the load tools.
 	$(GO) build -o $(BIN)/parley ./cmd/parley
 
-run: web build ## Run Parley with configs/parley.yaml (embedded store in ./data; MQTT :1883, WebSocket :8083, HTTP :8080).
+run: web build ## Run Parley with configs/parley.yaml (embedded store in ./data; MQTT :1883, WebSocket :8083, HTTP :8080). Needs Go and Node.js >= 20.19.
 	./$(BIN)/parley -config configs/parley.yaml
 
-test: vet test-web test-e2e ## Run every test (race detector on), on the embedded store and the local Postgres; the web app's too.
+test: test-deps vet test-web test-e2e ## Run every test (race detector on), on the embedded store and the local Postgres; the web app's too.
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The programs the tests run (Chromium, HAProxy, mosquitto_pub, openssl,
+# createdb/dropdb) and the Node.js version: scripts/test-deps installs the
+# missing ones from Debian's packages when it may (root, or passwordless
+# sudo), or stops with the command that does. .ci/run calls it too.
+test-deps: ## Install what the tests need (Debian packages), or say the command that does.
+	@bash scripts/test-deps
 
 # The web app (web/, an npm workspace with the SDK @parley/client in
 # web/packages/client): npm ci when the lockfile changed, vite build when a
@@ -27,6 +34,7 @@ WEB_SRC := $(shell find web/src $(SDK)/src $(SDK)/typings web/public -type f 2>/
 WEB_DEPS := web/node_modules/.package-lock.json
 
 $(WEB_DEPS): web/package.json web/package-lock.json $(SDK)/package.json
+	@command -v npm >/dev/null || { echo "make: the web app is built with npm: install Node.js >= 20.19 and npm (README.md, Prerequisites)" >&2; exit 1; }
 	cd web && npm ci --no-audit --no-fund
 	@touch $@
 
@@ -38,10 +46,10 @@ web: web/dist/index.html ## Build the web app into web/dist (npm ci and vite bui
 test-web: $(WEB_DEPS) ## Run the unit tests (Vitest) of the SDK @parley/client (its built package too) and of the web app.
 	cd web && npm test
 
-test-e2e: web ## Run the web app in headless Chromium against a real parley and Postgres.
+test-e2e: test-deps web ## Run the web app in headless Chromium against a real parley and Postgres.
 	cd web && npm run test:e2e
 
-test-short: ## Run the tests without the race detector.
+test-short: test-deps ## Run the tests without the race detector.
 	$(GO) test -count=1 ./...
 
 # make bench: Parley side by side with bare mochi-mqtt and Mosquitto on this

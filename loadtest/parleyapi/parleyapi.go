@@ -69,8 +69,9 @@ type Client struct {
 
 // Provision creates the users and returns their credentials in the same
 // order. With admin credentials it uses the bulk endpoint, which mints no
-// token for an existing account (it fails then: runs use fresh user ids);
-// without, one sign-up per user, which signs an existing user in.
+// token for an existing account: those sign in with their password (a run
+// that reuses the users of an earlier one on the same node); without, one
+// sign-up per user, which signs an existing user in too.
 func (c *Client) Provision(ctx context.Context, users []User) ([]Credential, error) {
 	if c.AdminUser != "" {
 		return c.provisionBulk(ctx, users)
@@ -106,12 +107,30 @@ func (c *Client) provisionBulk(ctx context.Context, users []User) ([]Credential,
 		if len(resp.Users) != len(part) {
 			return nil, fmt.Errorf("bulk provision users: asked for %d, got %d", len(part), len(resp.Users))
 		}
+		creds := make([]Credential, len(part))
+		var existing []int
 		for i, u := range resp.Users {
-			if u.Error != "" || u.Token == "" || u.ID != part[i].ID {
+			switch {
+			case u.ID != part[i].ID:
+				return nil, fmt.Errorf("bulk provision users: asked for %q, got %q", part[i].ID, u.ID)
+			case u.Error == "exists":
+				existing = append(existing, i)
+			case u.Error != "" || u.Token == "":
 				return nil, fmt.Errorf("bulk provision users: user %q: %s", part[i].ID, cmpStr(u.Error, "no token"))
+			default:
+				creds[i] = Credential{ID: u.ID, Token: u.Token}
 			}
-			out = append(out, Credential{ID: u.ID, Token: u.Token})
 		}
+		errs := make([]error, len(existing))
+		c.parallel(ctx, len(existing), func(j int) {
+			u := part[existing[j]]
+			tok, err := c.Token(ctx, u.ID, u.Password)
+			creds[existing[j]], errs[j] = Credential{ID: u.ID, Token: tok}, err
+		})
+		if err := cmp.Or(ctx.Err(), errors.Join(errs...)); err != nil {
+			return nil, fmt.Errorf("bulk provision users: sign in existing users: %w", err)
+		}
+		out = append(out, creds...)
 	}
 	return out, nil
 }

@@ -55,11 +55,19 @@ func fakeParley(t *testing.T) *httptest.Server {
 		_ = json.NewDecoder(r.Body).Decode(&b)
 		type res struct {
 			ID    string `json:"id"`
-			Token string `json:"token"`
+			Token string `json:"token,omitempty"`
+			Error string `json:"error,omitempty"`
 		}
 		out := []res{}
+		mu.Lock()
+		defer mu.Unlock()
 		for _, u := range b.Users {
-			out = append(out, res{u.ID, "b-" + u.ID})
+			if _, ok := users[u.ID]; ok { // as Parley: no token for an existing account
+				out = append(out, res{ID: u.ID, Error: "exists"})
+				continue
+			}
+			users[u.ID] = u.Password
+			out = append(out, res{ID: u.ID, Token: "b-" + u.ID})
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"users": out})
 	})
@@ -104,15 +112,23 @@ func TestProvision(t *testing.T) {
 	if err != nil || len(creds) != 3 || creds[2] != (Credential{"c", "b-c"}) {
 		t.Fatalf("bulk: %v, %v", creds, err)
 	}
+	// Again, as a later run on the same node: the bulk route mints no token
+	// for an existing account, so those sign in; a new one is created.
+	again := append(users[:2:2], User{ID: "d", Password: "password1"})
+	creds, err = bulk.Provision(ctx, again)
+	if err != nil || len(creds) != 3 || creds[0] != (Credential{"a", "t2-a"}) || creds[2] != (Credential{"d", "b-d"}) {
+		t.Fatalf("bulk again: %v, %v", creds, err)
+	}
 
+	others := []User{{ID: "e", Password: "password1"}, {ID: "f", Password: "password1"}}
 	self := &Client{Base: srv.URL}
-	creds, err = self.Provision(ctx, users)
-	if err != nil || len(creds) != 3 || creds[1] != (Credential{"b", "t-b"}) {
+	creds, err = self.Provision(ctx, others)
+	if err != nil || len(creds) != 2 || creds[1] != (Credential{"f", "t-f"}) {
 		t.Fatalf("sign-up: %v, %v", creds, err)
 	}
 	// Again: the users exist, so the client logs in instead.
-	creds, err = self.Provision(ctx, users)
-	if err != nil || creds[0] != (Credential{"a", "t2-a"}) {
+	creds, err = self.Provision(ctx, others)
+	if err != nil || creds[0] != (Credential{"e", "t2-e"}) {
 		t.Fatalf("sign-up again: %v, %v", creds, err)
 	}
 

@@ -207,14 +207,6 @@ func (s *Service) Blocked(ctx context.Context, owner, other string) (bool, error
 	return bl.peers[other], nil
 }
 
-// EitherBlocked reports whether a blocked b or b blocked a.
-func (s *Service) EitherBlocked(ctx context.Context, a, b string) (bool, error) {
-	if ok, err := s.Blocked(ctx, a, b); ok || err != nil {
-		return ok, err
-	}
-	return s.Blocked(ctx, b, a)
-}
-
 // RefusedAdds returns, sorted, those of users who do not let adder add them
 // to a group: those who blocked adder, take adds only from their contacts
 // and do not list adder, or take none. Unknown users are not among them

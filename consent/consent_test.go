@@ -48,9 +48,6 @@ func TestBlockedFollowsChanges(t *testing.T) {
 	if b, _ := s.Blocked(ctx, "bob", "alice"); !b {
 		t.Fatal("bob's block of alice not seen at once")
 	}
-	if b, _ := s.EitherBlocked(ctx, "alice", "bob"); !b {
-		t.Fatal("EitherBlocked(alice, bob) = false")
-	}
 	if b, _ := s.Blocked(ctx, "alice", "bob"); b {
 		t.Fatal("a block is one way")
 	}

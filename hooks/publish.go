@@ -366,9 +366,13 @@ func (p *publisher) publishDM(cl *mqtt.Client, sess *session, pk packets.Packet,
 // notifications are dropped without a word, as QoS 0 allows. A sender who
 // blocked the recipient is told so, to unblock first. A store that cannot
 // say fails the publish as unavailable (retryable), never lets it through.
+//
+// It runs for every DM on the sender's read goroutine, and almost always
+// answers from the block lists in memory: no context of its own is made
+// for it. A list read from the store is bounded by the store's own
+// operation timeout.
 func (p *publisher) checkBlocks(cl *mqtt.Client, sess *session, pk packets.Packet, t protocol.Topic, typ string) (packets.Packet, error, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.StoreTimeout)
-	defer cancel()
+	ctx := context.Background()
 	byRecipient, err := p.blocks.Blocked(ctx, t.ID, sess.user)
 	var bySender bool
 	if err == nil && !byRecipient {

@@ -48,6 +48,7 @@ type fanout struct {
 	// going live takes the lock too. So every entry reaches a catching-up
 	// device exactly once: read by its catch-up or delivered live.
 	delivering [64]deliveryShard
+	holding    atomic.Int64       // inboxes holding entries for order, over all shards (order.go)
 	regMu      sync.Mutex         // guards catching and the gates' dirty and first
 	catching   map[string][]*gate // inbox -> gates of devices catching up on it
 

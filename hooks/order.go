@@ -68,6 +68,7 @@ func (f *fanout) inOrder(sh *deliveryShard, inbox string, seq int64, payload []b
 		}
 		if len(o.held) == 0 {
 			sh.holding++
+			f.holding.Add(1)
 		}
 		o.held = slices.Insert(o.held, i, heldEntry{seq: seq, payload: payload, qos: qos, since: now})
 		f.metrics.Reordered.Inc()
@@ -99,6 +100,7 @@ func (f *fanout) drain(sh *deliveryShard, inbox string, o *inboxOrder) {
 	if len(o.held) == 0 {
 		o.held = nil
 		sh.holding--
+		f.holding.Add(-1)
 	}
 }
 
@@ -124,6 +126,9 @@ func (f *fanout) runOrder() {
 		}
 		now := f.now()
 		prune := now.Sub(lastPrune) > orderIdle/4
+		if !prune && f.holding.Load() == 0 {
+			continue // nothing waits: an idle node takes no shard's lock
+		}
 		if prune {
 			lastPrune = now
 		}

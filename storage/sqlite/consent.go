@@ -141,18 +141,9 @@ func (s *Store) SetGroupAdds(ctx context.Context, user, setting string) error {
 	if !storage.ValidGroupAdds(setting) {
 		return fmt.Errorf("set group adds: %w: %q", storage.ErrInvalid, setting)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO consent (user_id, group_adds)
-			SELECT id, ? FROM users WHERE id = ? AND deleted_at IS NULL
-			ON CONFLICT (user_id) DO UPDATE SET group_adds = excluded.group_adds`, setting, user)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %s: %w", user, storage.ErrNotFound)
-		}
-		return nil
-	})
+	err := s.writeOne(ctx, fmt.Errorf("user %s: %w", user, storage.ErrNotFound), `INSERT INTO consent (user_id, group_adds)
+		SELECT id, ? FROM users WHERE id = ? AND deleted_at IS NULL
+		ON CONFLICT (user_id) DO UPDATE SET group_adds = excluded.group_adds`, setting, user)
 	if err != nil {
 		return fmt.Errorf("set group adds: %w", classify(err))
 	}

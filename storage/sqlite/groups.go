@@ -209,16 +209,7 @@ func (s *Store) RemoveMember(ctx context.Context, group, user string, atSeq int6
 
 // RenameGroup renames a group.
 func (s *Store) RenameGroup(ctx context.Context, id, name string) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE groups SET name = ? WHERE id = ?", name, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
-	})
+	err := s.writeOne(ctx, storage.ErrNotFound, "UPDATE groups SET name = ? WHERE id = ?", name, id)
 	if err != nil {
 		return fmt.Errorf("rename group: %w", classify(err))
 	}
@@ -230,16 +221,7 @@ func (s *Store) SetGroupHistory(ctx context.Context, id, history string) error {
 	if err := storage.CheckHistory(history); err != nil {
 		return fmt.Errorf("set group history: %w", err)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "UPDATE groups SET history = ? WHERE id = ?", history, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return storage.ErrNotFound
-		}
-		return nil
-	})
+	err := s.writeOne(ctx, storage.ErrNotFound, "UPDATE groups SET history = ? WHERE id = ?", history, id)
 	if err != nil {
 		return fmt.Errorf("set group history: %w", classify(err))
 	}

@@ -81,18 +81,9 @@ func (s *Store) SetPresencePrivacy(ctx context.Context, user, privacy string) er
 	if !storage.ValidPrivacy(privacy) {
 		return fmt.Errorf("set presence privacy: invalid privacy %q", privacy)
 	}
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO presence (user_id, privacy)
-			SELECT id, ? FROM users WHERE id = ?
-			ON CONFLICT (user_id) DO UPDATE SET privacy = excluded.privacy`, privacy, user)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %s: %w", user, storage.ErrNotFound)
-		}
-		return nil
-	})
+	err := s.writeOne(ctx, fmt.Errorf("user %s: %w", user, storage.ErrNotFound), `INSERT INTO presence (user_id, privacy)
+		SELECT id, ? FROM users WHERE id = ?
+		ON CONFLICT (user_id) DO UPDATE SET privacy = excluded.privacy`, privacy, user)
 	if err != nil {
 		return fmt.Errorf("set presence privacy: %w", classify(err))
 	}

@@ -55,6 +55,21 @@ func (s *Store) Append(ctx context.Context, m storage.Message) ([]protocol.Entry
 	return res.entries, res.dup, nil
 }
 
+// writeOne runs one statement in a write transaction and returns notFound
+// when it changed no row (an unknown user or group).
+func (s *Store) writeOne(ctx context.Context, notFound error, query string, args ...any) error {
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return notFound
+		}
+		return nil
+	})
+}
+
 // write runs op in a transaction of the writer, between or alongside appends,
 // and returns its error. Every write goes through the writer: SQLite has one
 // write lock per database, and a second writing connection would only wait
